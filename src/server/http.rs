@@ -1,0 +1,274 @@
+//! The HTTP/1.1 connection driver: feeds a connection's bytes to the sans-I/O parser, answers
+//! each request in order, and decides when the connection ends.
+//!
+//! One loop turn: decode every complete request already buffered (pipelining) and encode their
+//! responses into one output buffer, write that buffer in one call, then read more. Parsing stops
+//! while the output buffer holds [`OUTPUT_BUFFER_BYTES_MAX`], so a client that pipelines without
+//! reading is not answered beyond that until it reads (and is dropped at the send timeout).
+//!
+//! Deadlines (enforced by `rt` shutting the socket down): the header timeout runs from the
+//! accept, or from the first byte of a later request, to the end of its head; the body timeout
+//! covers a whole body; the keep-alive timeout covers the wait for a next request; the send
+//! timeout covers each write. After an error that leaves unread input (a rejected head, a 413),
+//! the connection sends its response, half-closes, and discards input for at most [`LINGER_MS`]
+//! so the client reads the response instead of a reset.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Core;
+use super::metrics::CoreMetrics;
+use super::response::{Persistence, Response, encode};
+use crate::proto::http1::{BodyDecoder, BodyFraming, Decode, HEADERS_COUNT_MAX, RequestHead, decode_request};
+use crate::rt::Conn;
+
+/// Initial capacity of a connection's read buffer; it grows only while a head is incomplete,
+/// and the parser refuses heads beyond `HEAD_BYTES_MAX`.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Output queued for one connection before it stops decoding further pipelined requests.
+pub const OUTPUT_BUFFER_BYTES_MAX: usize = 256 * 1024;
+/// How long unread input is discarded after an error response before closing.
+pub const LINGER_MS: u64 = 1000;
+/// How much unread input is discarded after an error response before closing.
+pub const LINGER_BYTES_MAX: usize = 256 * 1024;
+
+enum State {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading a body; the head is kept as bytes and decoded again once the body is complete.
+    Body { decoder: BodyDecoder, head: Vec<u8>, body: Vec<u8> },
+}
+
+/// How the connection ends after the current flush.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Ending {
+    Open,
+    /// Close after the response (Connection: close, keep-alive max, draining).
+    Close,
+    /// Close after an error that may leave unread input: half-close and discard for a while.
+    Linger,
+}
+
+pub(super) async fn serve(core: Rc<Core>, conn: Conn) {
+    core.metrics().connection_opened();
+    drive(&core, &conn).await;
+    core.metrics().connection_closed();
+}
+
+struct Out {
+    buf: Vec<u8>,
+    /// A large shared body that follows `buf` on the wire.
+    tail: Option<Bytes>,
+}
+
+async fn drive(core: &Core, conn: &Conn) {
+    let settings = core.settings();
+    let metrics = core.metrics();
+    let mut input = Vec::with_capacity(READ_BUFFER_BYTES);
+    let mut out = Out { buf: Vec::with_capacity(READ_BUFFER_BYTES), tail: None };
+    let mut state = State::Head;
+    let mut served: u64 = 0;
+    let mut ending = Ending::Open;
+    // The first request's head is due within the header timeout of the accept.
+    conn.set_timeout(settings.header_timeout);
+    let mut head_clock_running = true;
+
+    loop {
+        let mut pos = 0;
+        while ending == Ending::Open && out.tail.is_none() && out.buf.len() < OUTPUT_BUFFER_BYTES_MAX {
+            match std::mem::replace(&mut state, State::Head) {
+                State::Head => {
+                    let mut slots = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
+                    match decode_request(&input[pos..], &mut slots) {
+                        Ok(Decode::Partial) => break,
+                        Err(e) => {
+                            let r = Response::json_error(e.status(), error_id(e.status()), e.message());
+                            ending = Ending::Linger;
+                            push(core, r, false, &mut served, conn, &mut out);
+                        }
+                        Ok(Decode::Complete { value: head, consumed }) => {
+                            head_clock_running = false;
+                            if head.framing == BodyFraming::None {
+                                let response = core.respond(&head, &[]).await;
+                                let keep = head.keep_alive;
+                                pos += consumed;
+                                if push(core, response, keep, &mut served, conn, &mut out) {
+                                    ending = Ending::Close;
+                                }
+                                continue;
+                            }
+                            match BodyDecoder::new(head.framing, settings.body_bytes_max) {
+                                Err(e) => {
+                                    // 413 before reading the body: the rest of the input is not
+                                    // ours to interpret, so the connection ends.
+                                    let r = Response::json_error(e.status(), error_id(e.status()), e.message());
+                                    ending = Ending::Linger;
+                                    push(core, r, false, &mut served, conn, &mut out);
+                                }
+                                Ok(decoder) => {
+                                    let expect = head.expect_continue;
+                                    let head = input[pos..pos + consumed].to_vec();
+                                    pos += consumed;
+                                    if expect && pos == input.len() {
+                                        out.buf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                                    }
+                                    conn.set_timeout(settings.body_timeout);
+                                    state = State::Body { decoder, head, body: Vec::new() };
+                                }
+                            }
+                        }
+                    }
+                }
+                State::Body { mut decoder, head, mut body } => match decoder.decode(&input[pos..], &mut body) {
+                    Err(e) => {
+                        let r = Response::json_error(e.status(), error_id(e.status()), e.message());
+                        ending = Ending::Linger;
+                        push(core, r, false, &mut served, conn, &mut out);
+                    }
+                    Ok(progress) => {
+                        pos += progress.consumed;
+                        if !progress.done {
+                            state = State::Body { decoder, head, body };
+                            break;
+                        }
+                        let mut slots = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
+                        let response = match decode_request(&head, &mut slots) {
+                            Ok(Decode::Complete { value: head, .. }) => {
+                                let keep = head.keep_alive;
+                                (core.respond(&head, &body).await, keep)
+                            }
+                            _ => (Response::json_error(500, "INTERNAL", "request head could not be decoded twice"), false),
+                        };
+                        if push(core, response.0, response.1, &mut served, conn, &mut out) {
+                            ending = Ending::Close;
+                        }
+                    }
+                },
+            }
+        }
+        input.drain(..pos);
+        let paused = ending == Ending::Open && (out.tail.is_some() || out.buf.len() >= OUTPUT_BUFFER_BYTES_MAX);
+
+        if !out.buf.is_empty() || out.tail.is_some() {
+            conn.set_idle(false);
+            conn.set_timeout(settings.send_timeout);
+            let len = out.buf.len() as u64;
+            let (result, buf) = conn.write_all(std::mem::take(&mut out.buf)).await;
+            out.buf = buf;
+            out.buf.clear();
+            if result.is_err() {
+                return;
+            }
+            CoreMetrics::add(&metrics.bytes_out, len);
+            if let Some(tail) = out.tail.take() {
+                let len = tail.len() as u64;
+                if conn.write_all_shared(tail).await.is_err() {
+                    return;
+                }
+                CoreMetrics::add(&metrics.bytes_out, len);
+            }
+        }
+        match ending {
+            Ending::Open => {}
+            Ending::Close => {
+                conn.shutdown_write();
+                return;
+            }
+            Ending::Linger => {
+                linger(conn, input).await;
+                return;
+            }
+        }
+        if paused {
+            // Decoding stopped at the output limit with requests possibly still buffered:
+            // answer those before reading more.
+            continue;
+        }
+        if matches!(state, State::Head) {
+            if input.is_empty() && !head_clock_running {
+                if conn.draining() {
+                    return;
+                }
+                conn.set_idle(true);
+                conn.set_timeout(settings.keep_alive_timeout);
+            } else if !input.is_empty() && !head_clock_running {
+                // A pipelined head has begun: its clock runs from now.
+                conn.set_timeout(settings.header_timeout);
+                head_clock_running = true;
+            }
+        }
+        if input.len() == input.capacity() {
+            input.reserve(READ_BUFFER_BYTES);
+        }
+        let (result, buf) = conn.read(input).await;
+        input = buf;
+        conn.set_idle(false);
+        match result {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                CoreMetrics::add(&metrics.bytes_in, n as u64);
+                if matches!(state, State::Head) && !head_clock_running {
+                    conn.set_timeout(settings.header_timeout);
+                    head_clock_running = true;
+                }
+            }
+        }
+    }
+}
+
+/// Encodes a response; returns whether the connection must close after it.
+fn push(core: &Core, response: Response, keep_alive: bool, served: &mut u64, conn: &Conn, out: &mut Out) -> bool {
+    let settings = core.settings();
+    *served += 1;
+    let close = response.close || !keep_alive || *served >= settings.keep_alive_max || conn.draining();
+    let persistence = if close {
+        Persistence::Close
+    } else {
+        Persistence::KeepAlive {
+            timeout_s: settings.keep_alive_timeout.as_secs(),
+            remaining: settings.keep_alive_max - *served,
+        }
+    };
+    core.metrics().response(response.status);
+    let date = core.date();
+    out.tail = encode(response, &date, persistence, &mut out.buf);
+    close
+}
+
+fn error_id(status: u16) -> &'static str {
+    match status {
+        400 => "BAD_REQUEST",
+        413 => "PAYLOAD_TOO_LARGE",
+        414 => "URI_TOO_LONG",
+        431 => "HEADERS_TOO_LARGE",
+        501 => "NOT_IMPLEMENTED",
+        505 => "HTTP_VERSION_NOT_SUPPORTED",
+        _ => "ERROR",
+    }
+}
+
+/// Half-closes, then discards input until EOF, [`LINGER_BYTES_MAX`] or [`LINGER_MS`].
+async fn linger(conn: &Conn, mut input: Vec<u8>) {
+    conn.shutdown_write();
+    conn.set_deadline(Some(Instant::now() + std::time::Duration::from_millis(LINGER_MS)));
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES_MAX {
+        input.clear();
+        let (result, buf) = conn.read(input).await;
+        input = buf;
+        match result {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}
+
+/// Used by `Core::respond`: HEAD gets GET's headers and no body.
+pub(super) fn head_only(head: &RequestHead<'_>, mut response: Response) -> Response {
+    if head.method == "HEAD" {
+        response.omit_body = true;
+    }
+    response
+}

@@ -1,0 +1,179 @@
+//! Wiring: one [`Core`] per core turns accepted connections into HTTP conversations and routes
+//! each request to operations endpoints, the API, or static files.
+//!
+//! Routes: `GET /healthz`, `GET /metrics`, `/api/...` (404 until the API issues land), and
+//! everything else from the static root. Nothing here touches sockets or the runtime directly;
+//! it speaks to connections only through [`crate::rt::Conn`].
+
+mod http;
+pub mod metrics;
+pub mod response;
+pub mod static_files;
+
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use self::metrics::CoreMetrics;
+use self::response::{Body, DateCache, Response};
+use self::static_files::StaticFiles;
+use crate::config::Config;
+use crate::proto::http1::RequestHead;
+use crate::rt::{self, Conn, CoreInfo, RtOptions, Service};
+
+/// The parts of the configuration the HTTP server uses, in their working units.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub keep_alive_timeout: Duration,
+    pub keep_alive_max: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub send_timeout: Duration,
+    pub body_bytes_max: u64,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout),
+            keep_alive_max: config.keep_alive_max.max(1),
+            header_timeout: Duration::from_secs(config.header_timeout),
+            body_timeout: Duration::from_secs(config.body_timeout),
+            send_timeout: Duration::from_secs(config.send_timeout),
+            body_bytes_max: config.body_bytes_max,
+        }
+    }
+}
+
+/// One core's server state. `!Send`: it never leaves its core.
+pub struct Core {
+    info: CoreInfo,
+    settings: Arc<Settings>,
+    all_metrics: Arc<[CoreMetrics]>,
+    date: DateCache,
+    statics: StaticFiles,
+}
+
+impl Core {
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn metrics(&self) -> &CoreMetrics {
+        &self.all_metrics[self.info.index]
+    }
+
+    fn date(&self) -> [u8; 29] {
+        self.date.now()
+    }
+
+    /// Answers one request. Async because later routes wait on storage.
+    async fn respond(&self, head: &RequestHead<'_>, _body: &[u8]) -> Response {
+        let path = route_path(head.target);
+        match path {
+            "/healthz" => self.operations(head, || {
+                Response::new(
+                    200,
+                    Bytes::from_static(b"Content-Type: application/json\r\nCache-Control: no-store\r\n"),
+                    Body::Shared(Bytes::from_static(b"{\"status\":\"ok\"}")),
+                )
+            }),
+            "/metrics" => self.operations(head, || {
+                let mut text = String::with_capacity(4096);
+                metrics::render(&self.all_metrics, &mut text);
+                Response::new(
+                    200,
+                    Bytes::from_static(b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\nCache-Control: no-store\r\n"),
+                    Body::Owned(text.into_bytes()),
+                )
+            }),
+            p if p == "/api" || p.starts_with("/api/") => {
+                Response::json_error(404, "NOT_FOUND", "no such API endpoint")
+            }
+            _ => self.statics.respond(head, Instant::now()),
+        }
+    }
+
+    fn operations(&self, head: &RequestHead<'_>, make: impl FnOnce() -> Response) -> Response {
+        match head.method {
+            "GET" | "HEAD" => http::head_only(head, make()),
+            _ => static_files::method_not_allowed(),
+        }
+    }
+}
+
+/// The path part of a request target, for routing (absolute-form reduced to its path).
+fn route_path(target: &str) -> &str {
+    let path = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+impl Service for Core {
+    fn serve(self: Rc<Self>, conn: Conn) -> impl std::future::Future<Output = ()> + 'static {
+        http::serve(self, conn)
+    }
+
+    fn refused(&self) {
+        CoreMetrics::add(&self.metrics().refused_connections, 1);
+    }
+}
+
+/// Sets up `tracing`: `RUST_LOG` when set, else `level`. Colours only on a terminal.
+pub fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(config: Config) -> io::Result<()> {
+    let threads = if config.threads == 0 { rt::available_cpus()?.len().max(1) } else { config.threads };
+    let settings = Arc::new(Settings::from_config(&config));
+    let all_metrics: Arc<[CoreMetrics]> = (0..threads).map(|_| CoreMetrics::default()).collect();
+    if StaticFiles::new(&config.static_dir).root_exists() {
+        tracing::info!(dir = %config.static_dir.display(), "serving static files");
+    } else {
+        tracing::warn!(dir = %config.static_dir.display(), "static directory not found; static requests will get 404");
+    }
+    let options = RtOptions {
+        listen: config.listen,
+        threads,
+        io: config.io,
+        shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+        connections_per_core_max: config.connections_per_core_max,
+    };
+    let static_dir = config.static_dir.clone();
+    rt::run(options, move |info| {
+        Rc::new(Core {
+            info,
+            settings: settings.clone(),
+            all_metrics: all_metrics.clone(),
+            date: DateCache::default(),
+            statics: StaticFiles::new(&static_dir),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_path;
+
+    #[test]
+    fn routes_on_the_path_only() {
+        assert_eq!(route_path("/healthz"), "/healthz");
+        assert_eq!(route_path("/metrics?x=1"), "/metrics");
+        assert_eq!(route_path("http://h:1/api/x#f"), "/api/x");
+        assert_eq!(route_path("https://h"), "/");
+    }
+}
