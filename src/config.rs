@@ -21,7 +21,11 @@ pub enum IoMode {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ringchat", version, about = "Thread-per-core group chat server")]
+#[command(
+    name = "ringchat",
+    version,
+    about = "Thread-per-core group chat server"
+)]
 pub struct Config {
     /// Address to listen on (every core binds it with SO_REUSEPORT).
     #[arg(long, env = "RINGCHAT_LISTEN", default_value = "0.0.0.0:8080")]
@@ -74,6 +78,10 @@ pub struct Config {
     pub shutdown_timeout: u64,
 
     /// Open connections per core; further ones are accepted and closed at once.
-    #[arg(long, env = "RINGCHAT_CONNECTIONS_PER_CORE_MAX", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "RINGCHAT_CONNECTIONS_PER_CORE_MAX",
+        default_value_t = 10_000
+    )]
     pub connections_per_core_max: usize,
 }

@@ -21,7 +21,10 @@ fn pipelined_requests_are_answered_in_order(io: &str) {
     let b = read_response(&mut s, false).unwrap();
     let c = read_response(&mut s, false).unwrap();
     let d = read_response(&mut s, false).unwrap();
-    assert_eq!((a.status, b.status, c.status, d.status), (200, 200, 404, 200));
+    assert_eq!(
+        (a.status, b.status, c.status, d.status),
+        (200, 200, 404, 200)
+    );
     assert_eq!(a.text(), r#"{"status":"ok"}"#);
     assert_eq!(b.text(), "body{color:red}\n");
     assert_eq!(b.header("content-type"), Some("text/css; charset=utf-8"));
@@ -37,7 +40,10 @@ fn keep_alive_reuses_the_connection(io: &str) {
         let r = read_response(&mut s, false).unwrap();
         assert_eq!(r.status, 200);
         if i < 2 {
-            assert_eq!(r.header("keep-alive"), Some(format!("timeout=5, max={}", 2 - i).as_str()));
+            assert_eq!(
+                r.header("keep-alive"),
+                Some(format!("timeout=5, max={}", 2 - i).as_str())
+            );
             assert_eq!(r.header("connection"), None);
         } else {
             // The third request reaches --keep-alive-max: the server says so and closes.
@@ -48,10 +54,24 @@ fn keep_alive_reuses_the_connection(io: &str) {
     }
     // HTTP/1.0 keeps the connection only when asked to.
     let mut s = server.connect();
-    s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n").unwrap();
-    assert!(read_response(&mut s, false).unwrap().header("keep-alive").is_some());
-    assert_eq!(read_response(&mut s, false).unwrap().header("connection"), Some("close"));
-    assert_eq!(server.metric("ringchat_accepted_connections_total{core=\"all\"}"), 3);
+    s.write_all(
+        b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        read_response(&mut s, false)
+            .unwrap()
+            .header("keep-alive")
+            .is_some()
+    );
+    assert_eq!(
+        read_response(&mut s, false).unwrap().header("connection"),
+        Some("close")
+    );
+    assert_eq!(
+        server.metric("ringchat_accepted_connections_total{core=\"all\"}"),
+        3
+    );
 }
 
 fn chunked_upload_is_decoded_and_the_next_request_found(io: &str) {
@@ -73,11 +93,15 @@ fn chunked_upload_is_decoded_and_the_next_request_found(io: &str) {
     let r = read_response(&mut s, false).unwrap();
     assert_eq!(r.status, 404, "the upload reached the router: {}", r.text());
     let r = read_response(&mut s, false).unwrap();
-    assert_eq!(r.status, 200, "the request after the chunked body was found intact");
+    assert_eq!(
+        r.status, 200,
+        "the request after the chunked body was found intact"
+    );
 
     // Over the body limit while chunked: 413 and close.
     let mut s = server.connect();
-    s.write_all(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    s.write_all(b"POST /api/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
     for _ in 0..3 {
         s.write_all(b"190\r\n").unwrap();
         s.write_all(&[b'a'; 400]).unwrap();
@@ -103,22 +127,35 @@ fn oversized_heads_and_bodies_are_refused(io: &str) {
     assert!(r.text().contains("HEADERS_TOO_LARGE"));
     // A 17 KiB head → 431, before the head ends.
     let mut s = server.connect();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n", "a".repeat(17 * 1024)).as_bytes()).unwrap();
+    s.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n",
+            "a".repeat(17 * 1024)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     assert_eq!(read_response(&mut s, false).unwrap().status, 431);
     // Content-Length of 10^12 → 413 without sending any of it.
     let mut s = server.connect();
-    s.write_all(b"POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000000\r\n\r\n").unwrap();
+    s.write_all(b"POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000000\r\n\r\n")
+        .unwrap();
     let start = Instant::now();
     let r = read_response(&mut s, false).unwrap();
     assert_eq!((r.status, r.header("connection")), (413, Some("close")));
     assert!(start.elapsed() < Duration::from_secs(1));
     // A malformed request line → 400 and close; nothing after it is read as a request.
     let mut s = server.connect();
-    s.write_all(b"GET /a b c HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /a b c HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let (bytes, _) = read_to_eof(&mut s);
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
-    assert_eq!(text.matches("HTTP/1.1").count(), 1, "the canary must not be answered: {text}");
+    assert_eq!(
+        text.matches("HTTP/1.1").count(),
+        1,
+        "the canary must not be answered: {text}"
+    );
     // Smuggling: Content-Length with Transfer-Encoding → 400 and close.
     let mut s = server.connect();
     s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -150,16 +187,23 @@ fn slowloris_is_closed_at_the_header_timeout(io: &str) {
     let (_, _) = read_to_eof(&mut slow);
     let elapsed = start.elapsed();
     trickler.join().unwrap();
-    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(1600), "closed after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(1600),
+        "closed after {elapsed:?}"
+    );
     // An idle keep-alive connection is closed at the keep-alive timeout, not the header one.
     let server = Server::start(io, &["--header-timeout", "1", "--keep-alive-timeout", "2"]);
     let mut s = server.connect();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_response(&mut s, false).unwrap();
     let start = Instant::now();
     read_to_eof(&mut s);
     let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_millis(2600), "idle closed after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_millis(2600),
+        "idle closed after {elapsed:?}"
+    );
 }
 
 fn head_and_conditional_requests(io: &str) {
@@ -170,24 +214,39 @@ fn head_and_conditional_requests(io: &str) {
     assert_eq!(get.header("cache-control"), Some("no-cache"));
     let mut s = server.connect();
     // HEAD: GET's headers, no body; the next response on the connection parses cleanly.
-    s.write_all(b"HEAD /index.html HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"HEAD /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let head = read_response(&mut s, true).unwrap();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), get.header("content-length"));
     assert_eq!(head.header("etag"), Some(etag.as_str()));
-    write!(s, "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"nope\", {etag}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"nope\", {etag}\r\n\r\n"
+    )
+    .unwrap();
     let r = read_response(&mut s, false).unwrap();
     assert_eq!((r.status, r.body.len()), (304, 0));
     assert_eq!(r.header("etag"), Some(etag.as_str()));
-    write!(s, "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {modified}\r\n\r\n"
+    )
+    .unwrap();
     assert_eq!(read_response(&mut s, false).unwrap().status, 304);
     write!(s, "GET /index.html HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"other\"\r\nIf-Modified-Since: {modified}\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut s, false).unwrap().status, 200, "If-None-Match decides when present");
+    assert_eq!(
+        read_response(&mut s, false).unwrap().status,
+        200,
+        "If-None-Match decides when present"
+    );
     // HEAD of a large, uncached file still announces its length.
-    s.write_all(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, true).unwrap();
     assert_eq!(r.header("content-length"), Some("1572864"));
-    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, false).unwrap();
     assert_eq!(r.body.len(), 1572864);
     assert!(r.body.iter().all(|&b| b == 7));
@@ -203,17 +262,36 @@ fn head_and_conditional_requests(io: &str) {
 fn static_paths_and_methods(io: &str) {
     let server = Server::start(io, &[]);
     assert!(server.get("/").text().contains("hello"));
-    assert_eq!(server.get("/chat").text(), "<!doctype html><title>chat</title>\n");
-    assert_eq!(server.get("/chat").header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        server.get("/chat").text(),
+        "<!doctype html><title>chat</title>\n"
+    );
+    assert_eq!(
+        server.get("/chat").header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(server.get("/docs/").text(), "docs\n");
     assert_eq!(server.get("/nope").status, 404);
     assert_eq!(server.get("/api/nothing").status, 404);
-    assert_eq!(server.get("/api/nothing").header("content-type"), Some("application/json"));
-    for bad in ["/../etc/passwd", "/%2e%2e/etc/passwd", "/..%2fetc%2fpasswd", "/a%00.html", "/%5c..%5cetc"] {
+    assert_eq!(
+        server.get("/api/nothing").header("content-type"),
+        Some("application/json")
+    );
+    for bad in [
+        "/../etc/passwd",
+        "/%2e%2e/etc/passwd",
+        "/..%2fetc%2fpasswd",
+        "/a%00.html",
+        "/%5c..%5cetc",
+    ] {
         assert_eq!(server.get(bad).status, 400, "{bad}");
     }
     for hidden in ["/etc/passwd", "/host.txt", "/.secret"] {
-        assert_eq!(server.get(hidden).status, 404, "{hidden} must not be served");
+        assert_eq!(
+            server.get(hidden).status,
+            404,
+            "{hidden} must not be served"
+        );
     }
     let mut s = server.connect();
     s.write_all(b"DELETE /index.html HTTP/1.1\r\nHost: t\r\n\r\nPOST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi").unwrap();
@@ -225,11 +303,13 @@ fn static_paths_and_methods(io: &str) {
 fn graceful_shutdown_finishes_in_flight_requests(io: &str) {
     let mut server = Server::start(io, &[]);
     let mut idle = server.connect();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_response(&mut idle, false).unwrap();
     // In flight: the head and half the body are in; the rest comes after the signal.
     let mut busy = server.connect();
-    busy.write_all(b"POST /api/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234").unwrap();
+    busy.write_all(b"POST /api/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234")
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.metric("ringchat_open_connections{core=\"all\"}") < 3 {
         assert!(Instant::now() < deadline);
@@ -239,14 +319,19 @@ fn graceful_shutdown_finishes_in_flight_requests(io: &str) {
     let start = Instant::now();
     let (bytes, _) = read_to_eof(&mut idle);
     assert!(bytes.is_empty());
-    assert!(start.elapsed() < Duration::from_secs(2), "idle connection closed after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "idle connection closed after {:?}",
+        start.elapsed()
+    );
     // No new connections are accepted once every core has stopped accepting.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match std::net::TcpStream::connect(server.addr) {
             Err(_) => break,
             Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
                 let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
                 if read_response(&mut s, false).is_err() {
                     break;
@@ -267,7 +352,9 @@ fn graceful_shutdown_finishes_in_flight_requests(io: &str) {
 fn shutdown_timeout_bounds_the_exit(io: &str) {
     let mut server = Server::start(io, &["--shutdown-timeout", "1"]);
     let mut stuck = server.connect();
-    stuck.write_all(b"POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0").unwrap();
+    stuck
+        .write_all(b"POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0")
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.metric("ringchat_open_connections{core=\"all\"}") < 2 {
         assert!(Instant::now() < deadline);
@@ -275,7 +362,10 @@ fn shutdown_timeout_bounds_the_exit(io: &str) {
     server.signal(libc::SIGINT);
     let (code, took) = server.wait_exit(Duration::from_secs(5));
     assert_eq!(code, Some(0));
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(2500), "exit after {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
+        "exit after {took:?}"
+    );
     let mut rest = Vec::new();
     let _ = stuck.read_to_end(&mut rest);
 }
@@ -285,16 +375,25 @@ fn connections_spread_over_both_cores(io: &str) {
     let mut open = Vec::new();
     for _ in 0..64 {
         let mut s = server.connect();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
         assert_eq!(read_response(&mut s, false).unwrap().status, 200);
         open.push(s);
     }
     let core0 = server.metric("ringchat_accepted_connections_total{core=\"0\"}");
     let core1 = server.metric("ringchat_accepted_connections_total{core=\"1\"}");
-    assert!(core0 > 0 && core1 > 0, "SO_REUSEPORT spread: core0={core0} core1={core1}");
+    assert!(
+        core0 > 0 && core1 > 0,
+        "SO_REUSEPORT spread: core0={core0} core1={core1}"
+    );
     assert!(core0 + core1 >= 64);
     let text = server.get("/metrics").text();
-    for name in ["ringchat_open_connections", "ringchat_received_bytes_total", "ringchat_sent_bytes_total", "ringchat_http_responses_total"] {
+    for name in [
+        "ringchat_open_connections",
+        "ringchat_received_bytes_total",
+        "ringchat_sent_bytes_total",
+        "ringchat_http_responses_total",
+    ] {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
     }
 }

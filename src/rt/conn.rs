@@ -74,7 +74,9 @@ impl Registry {
     /// Shuts down every connection whose deadline has passed; forgets closed ones.
     pub(crate) fn sweep(&self, now: Instant) {
         self.entries.borrow_mut().retain(|weak| {
-            let Some(entry) = weak.upgrade() else { return false };
+            let Some(entry) = weak.upgrade() else {
+                return false;
+            };
             if entry.closed.get() {
                 return false;
             }
@@ -126,7 +128,12 @@ impl Conn {
         });
         registry.entries.borrow_mut().push(Rc::downgrade(&entry));
         registry.open.set(registry.open.get() + 1);
-        Conn { stream, entry, registry, peer }
+        Conn {
+            stream,
+            entry,
+            registry,
+            peer,
+        }
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -210,7 +217,11 @@ impl Conn {
             Stream::Epoll(_) => {
                 // SAFETY: the descriptor is open for as long as `self` lives.
                 let rc = unsafe { libc::shutdown(self.entry.fd, libc::SHUT_WR) };
-                if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
             }
         };
     }

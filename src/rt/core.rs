@@ -128,30 +128,44 @@ where
     }
     let listeners = listener::bind_reuseport(options.listen, cpus.len())?;
     let local = listeners[0].local_addr()?;
-    let stoppers = listeners.iter().map(listener::duplicate).collect::<io::Result<Vec<_>>>()?;
+    let stoppers = listeners
+        .iter()
+        .map(listener::duplicate)
+        .collect::<io::Result<Vec<_>>>()?;
 
     // Signals are registered before any core starts, so a signal can never kill us unhandled.
-    let main_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let main_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (mut term, mut int) = main_rt.block_on(async {
-        Ok::<_, io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?))
+        Ok::<_, io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
     })?;
 
     let shutting_down = Arc::new(AtomicBool::new(false));
     let make_service = Arc::new(make_service);
     let mut cores: Vec<JoinHandle<io::Result<()>>> = Vec::new();
     for (index, (listener, cpu)) in listeners.into_iter().zip(cpus.iter().copied()).enumerate() {
-        let info = CoreInfo { index, cpu, backend };
+        let info = CoreInfo {
+            index,
+            cpu,
+            backend,
+        };
         let make_service = make_service.clone();
         let shutting_down = shutting_down.clone();
         let cap = options.connections_per_core_max;
         let handle = std::thread::Builder::new()
             .name(format!("ringchat-core-{index}"))
-            .spawn(move || core_thread(info, listener, cap, shutting_down, move |i| make_service(i)))?;
+            .spawn(move || {
+                core_thread(info, listener, cap, shutting_down, move |i| make_service(i))
+            })?;
         cores.push(handle);
     }
     tracing::info!(addr = %local, cores = cpus.len(), io = backend.name(), "listening");
 
-    let result = main_rt.block_on(async {
+    main_rt.block_on(async {
         let mut poll = tokio::time::interval(Duration::from_millis(SHUTDOWN_POLL_MS * 5));
         let reason = loop {
             tokio::select! {
@@ -199,8 +213,7 @@ where
                 Ok(())
             }
         }
-    });
-    result
+    })
 }
 
 enum Listener {
@@ -237,7 +250,11 @@ where
     F: FnOnce(CoreInfo) -> Rc<S>,
 {
     if let Err(e) = affinity::pin_current_thread(info.cpu) {
-        tracing::warn!(core = info.index, cpu = info.cpu, "could not pin thread: {e}");
+        tracing::warn!(
+            core = info.index,
+            cpu = info.cpu,
+            "could not pin thread: {e}"
+        );
     }
     match info.backend {
         Backend::Uring => {
@@ -248,15 +265,31 @@ where
             let runtime = tokio_uring::Runtime::new(&builder)?;
             runtime.block_on(async move {
                 let listener = Listener::Uring(tokio_uring::net::TcpListener::from_std(listener));
-                core_main(info, listener, connections_max, shutting_down, make_service(info)).await
+                core_main(
+                    info,
+                    listener,
+                    connections_max,
+                    shutting_down,
+                    make_service(info),
+                )
+                .await
             });
         }
         Backend::Epoll => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, async move {
                 let listener = Listener::Epoll(tokio::net::TcpListener::from_std(listener)?);
-                core_main(info, listener, connections_max, shutting_down, make_service(info)).await;
+                core_main(
+                    info,
+                    listener,
+                    connections_max,
+                    shutting_down,
+                    make_service(info),
+                )
+                .await;
                 Ok::<_, io::Error>(())
             })?;
         }
@@ -299,7 +332,10 @@ async fn core_main<S: Service>(
             Err(_) if shutting_down.load(Ordering::SeqCst) => break,
             Err(e) => match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                    tracing::warn!(core = info.index, "accept: {e}; retrying in {ACCEPT_RETRY_MS} ms");
+                    tracing::warn!(
+                        core = info.index,
+                        "accept: {e}; retrying in {ACCEPT_RETRY_MS} ms"
+                    );
                     tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
                 }
                 // The peer gave up before we accepted: nothing to do.

@@ -21,7 +21,9 @@ use bytes::Bytes;
 use super::Core;
 use super::metrics::CoreMetrics;
 use super::response::{Persistence, Response, encode};
-use crate::proto::http1::{BodyDecoder, BodyFraming, Decode, HEADERS_COUNT_MAX, RequestHead, decode_request};
+use crate::proto::http1::{
+    BodyDecoder, BodyFraming, Decode, HEADERS_COUNT_MAX, RequestHead, decode_request,
+};
 use crate::rt::Conn;
 
 /// Initial capacity of a connection's read buffer; it grows only while a head is incomplete,
@@ -38,7 +40,11 @@ enum State {
     /// Waiting for (the rest of) a request head.
     Head,
     /// Reading a body; the head is kept as bytes and decoded again once the body is complete.
-    Body { decoder: BodyDecoder, head: Vec<u8>, body: Vec<u8> },
+    Body {
+        decoder: BodyDecoder,
+        head: Vec<u8>,
+        body: Vec<u8>,
+    },
 }
 
 /// How the connection ends after the current flush.
@@ -67,7 +73,10 @@ async fn drive(core: &Core, conn: &Conn) {
     let settings = core.settings();
     let metrics = core.metrics();
     let mut input = Vec::with_capacity(READ_BUFFER_BYTES);
-    let mut out = Out { buf: Vec::with_capacity(READ_BUFFER_BYTES), tail: None };
+    let mut out = Out {
+        buf: Vec::with_capacity(READ_BUFFER_BYTES),
+        tail: None,
+    };
     let mut state = State::Head;
     let mut served: u64 = 0;
     let mut ending = Ending::Open;
@@ -77,18 +86,25 @@ async fn drive(core: &Core, conn: &Conn) {
 
     loop {
         let mut pos = 0;
-        while ending == Ending::Open && out.tail.is_none() && out.buf.len() < OUTPUT_BUFFER_BYTES_MAX {
+        while ending == Ending::Open
+            && out.tail.is_none()
+            && out.buf.len() < OUTPUT_BUFFER_BYTES_MAX
+        {
             match std::mem::replace(&mut state, State::Head) {
                 State::Head => {
                     let mut slots = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
                     match decode_request(&input[pos..], &mut slots) {
                         Ok(Decode::Partial) => break,
                         Err(e) => {
-                            let r = Response::json_error(e.status(), error_id(e.status()), e.message());
+                            let r =
+                                Response::json_error(e.status(), error_id(e.status()), e.message());
                             ending = Ending::Linger;
                             push(core, r, false, &mut served, conn, &mut out);
                         }
-                        Ok(Decode::Complete { value: head, consumed }) => {
+                        Ok(Decode::Complete {
+                            value: head,
+                            consumed,
+                        }) => {
                             head_clock_running = false;
                             if head.framing == BodyFraming::None {
                                 let response = core.respond(&head, &[]).await;
@@ -103,7 +119,11 @@ async fn drive(core: &Core, conn: &Conn) {
                                 Err(e) => {
                                     // 413 before reading the body: the rest of the input is not
                                     // ours to interpret, so the connection ends.
-                                    let r = Response::json_error(e.status(), error_id(e.status()), e.message());
+                                    let r = Response::json_error(
+                                        e.status(),
+                                        error_id(e.status()),
+                                        e.message(),
+                                    );
                                     ending = Ending::Linger;
                                     push(core, r, false, &mut served, conn, &mut out);
                                 }
@@ -115,13 +135,21 @@ async fn drive(core: &Core, conn: &Conn) {
                                         out.buf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                                     }
                                     conn.set_timeout(settings.body_timeout);
-                                    state = State::Body { decoder, head, body: Vec::new() };
+                                    state = State::Body {
+                                        decoder,
+                                        head,
+                                        body: Vec::new(),
+                                    };
                                 }
                             }
                         }
                     }
                 }
-                State::Body { mut decoder, head, mut body } => match decoder.decode(&input[pos..], &mut body) {
+                State::Body {
+                    mut decoder,
+                    head,
+                    mut body,
+                } => match decoder.decode(&input[pos..], &mut body) {
                     Err(e) => {
                         let r = Response::json_error(e.status(), error_id(e.status()), e.message());
                         ending = Ending::Linger;
@@ -130,7 +158,11 @@ async fn drive(core: &Core, conn: &Conn) {
                     Ok(progress) => {
                         pos += progress.consumed;
                         if !progress.done {
-                            state = State::Body { decoder, head, body };
+                            state = State::Body {
+                                decoder,
+                                head,
+                                body,
+                            };
                             break;
                         }
                         let mut slots = [httparse::EMPTY_HEADER; HEADERS_COUNT_MAX];
@@ -139,7 +171,14 @@ async fn drive(core: &Core, conn: &Conn) {
                                 let keep = head.keep_alive;
                                 (core.respond(&head, &body).await, keep)
                             }
-                            _ => (Response::json_error(500, "INTERNAL", "request head could not be decoded twice"), false),
+                            _ => (
+                                Response::json_error(
+                                    500,
+                                    "INTERNAL",
+                                    "request head could not be decoded twice",
+                                ),
+                                false,
+                            ),
                         };
                         if push(core, response.0, response.1, &mut served, conn, &mut out) {
                             ending = Ending::Close;
@@ -149,7 +188,8 @@ async fn drive(core: &Core, conn: &Conn) {
             }
         }
         input.drain(..pos);
-        let paused = ending == Ending::Open && (out.tail.is_some() || out.buf.len() >= OUTPUT_BUFFER_BYTES_MAX);
+        let paused = ending == Ending::Open
+            && (out.tail.is_some() || out.buf.len() >= OUTPUT_BUFFER_BYTES_MAX);
 
         if !out.buf.is_empty() || out.tail.is_some() {
             conn.set_idle(false);
@@ -187,13 +227,17 @@ async fn drive(core: &Core, conn: &Conn) {
             continue;
         }
         if matches!(state, State::Head) {
-            if input.is_empty() && !head_clock_running {
+            if input.is_empty() {
+                // Nothing in flight (a fresh connection, or between requests): a draining core
+                // may close it at once.
                 if conn.draining() {
                     return;
                 }
                 conn.set_idle(true);
-                conn.set_timeout(settings.keep_alive_timeout);
-            } else if !input.is_empty() && !head_clock_running {
+                if !head_clock_running {
+                    conn.set_timeout(settings.keep_alive_timeout);
+                }
+            } else if !head_clock_running {
                 // A pipelined head has begun: its clock runs from now.
                 conn.set_timeout(settings.header_timeout);
                 head_clock_running = true;
@@ -219,10 +263,18 @@ async fn drive(core: &Core, conn: &Conn) {
 }
 
 /// Encodes a response; returns whether the connection must close after it.
-fn push(core: &Core, response: Response, keep_alive: bool, served: &mut u64, conn: &Conn, out: &mut Out) -> bool {
+fn push(
+    core: &Core,
+    response: Response,
+    keep_alive: bool,
+    served: &mut u64,
+    conn: &Conn,
+    out: &mut Out,
+) -> bool {
     let settings = core.settings();
     *served += 1;
-    let close = response.close || !keep_alive || *served >= settings.keep_alive_max || conn.draining();
+    let close =
+        response.close || !keep_alive || *served >= settings.keep_alive_max || conn.draining();
     let persistence = if close {
         Persistence::Close
     } else {
@@ -252,7 +304,9 @@ fn error_id(status: u16) -> &'static str {
 /// Half-closes, then discards input until EOF, [`LINGER_BYTES_MAX`] or [`LINGER_MS`].
 async fn linger(conn: &Conn, mut input: Vec<u8>) {
     conn.shutdown_write();
-    conn.set_deadline(Some(Instant::now() + std::time::Duration::from_millis(LINGER_MS)));
+    conn.set_deadline(Some(
+        Instant::now() + std::time::Duration::from_millis(LINGER_MS),
+    ));
     let mut discarded = 0;
     while discarded < LINGER_BYTES_MAX {
         input.clear();

@@ -44,13 +44,36 @@ impl CoreMetrics {
 pub fn render(cores: &[CoreMetrics], out: &mut String) {
     type Field = fn(&CoreMetrics) -> &AtomicU64;
     let simple: [(&str, &str, &str, Field); 5] = [
-        ("ringchat_open_connections", "gauge", "Connections open now.", |m| &m.open_connections),
-        ("ringchat_accepted_connections_total", "counter", "Connections accepted.", |m| &m.accepted_connections),
-        ("ringchat_refused_connections_total", "counter", "Connections refused at the per-core limit.", |m| {
-            &m.refused_connections
-        }),
-        ("ringchat_received_bytes_total", "counter", "Bytes read from clients.", |m| &m.bytes_in),
-        ("ringchat_sent_bytes_total", "counter", "Bytes written to clients.", |m| &m.bytes_out),
+        (
+            "ringchat_open_connections",
+            "gauge",
+            "Connections open now.",
+            |m| &m.open_connections,
+        ),
+        (
+            "ringchat_accepted_connections_total",
+            "counter",
+            "Connections accepted.",
+            |m| &m.accepted_connections,
+        ),
+        (
+            "ringchat_refused_connections_total",
+            "counter",
+            "Connections refused at the per-core limit.",
+            |m| &m.refused_connections,
+        ),
+        (
+            "ringchat_received_bytes_total",
+            "counter",
+            "Bytes read from clients.",
+            |m| &m.bytes_in,
+        ),
+        (
+            "ringchat_sent_bytes_total",
+            "counter",
+            "Bytes written to clients.",
+            |m| &m.bytes_out,
+        ),
     ];
     for (name, kind, help, field) in simple {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -63,15 +86,26 @@ pub fn render(cores: &[CoreMetrics], out: &mut String) {
         let _ = writeln!(out, "{name}{{core=\"all\"}} {total}");
     }
     let name = "ringchat_http_responses_total";
-    let _ = writeln!(out, "# HELP {name} HTTP responses by status class.\n# TYPE {name} counter");
+    let _ = writeln!(
+        out,
+        "# HELP {name} HTTP responses by status class.\n# TYPE {name} counter"
+    );
     for class in 0..5 {
         let mut total = 0;
         for (core, m) in cores.iter().enumerate() {
             let v = m.responses_by_class[class].load(Ordering::Relaxed);
             total += v;
-            let _ = writeln!(out, "{name}{{core=\"{core}\",class=\"{}xx\"}} {v}", class + 1);
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{core}\",class=\"{}xx\"}} {v}",
+                class + 1
+            );
         }
-        let _ = writeln!(out, "{name}{{core=\"all\",class=\"{}xx\"}} {total}", class + 1);
+        let _ = writeln!(
+            out,
+            "{name}{{core=\"all\",class=\"{}xx\"}} {total}",
+            class + 1
+        );
     }
 }
 

@@ -107,7 +107,10 @@ impl Core {
 
 /// The path part of a request target, for routing (absolute-form reduced to its path).
 fn route_path(target: &str) -> &str {
-    let path = match target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
+    let path = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => target,
     };
@@ -138,7 +141,11 @@ pub fn init_logging(level: &str) {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(config: Config) -> io::Result<()> {
-    let threads = if config.threads == 0 { rt::available_cpus()?.len().max(1) } else { config.threads };
+    let threads = if config.threads == 0 {
+        rt::available_cpus()?.len().max(1)
+    } else {
+        config.threads
+    };
     let settings = Arc::new(Settings::from_config(&config));
     let all_metrics: Arc<[CoreMetrics]> = (0..threads).map(|_| CoreMetrics::default()).collect();
     if StaticFiles::new(&config.static_dir).root_exists() {

@@ -51,7 +51,14 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: u16, headers: Bytes, body: Body) -> Response {
-        Response { status, headers, body, close: false, omit_body: false, content_length: None }
+        Response {
+            status,
+            headers,
+            body,
+            close: false,
+            omit_body: false,
+            content_length: None,
+        }
     }
 
     /// `{"id": ID, "message": MESSAGE}` with `application/json`, the error shape of the REST API
@@ -76,7 +83,10 @@ pub struct DateCache {
 impl DateCache {
     pub fn now(&self) -> [u8; 29] {
         let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if second != self.second.get() || second == 0 {
             let mut text = [b' '; 29];
             let formatted = httpdate::fmt_http_date(now);
@@ -98,7 +108,12 @@ pub enum Persistence {
 
 /// Appends the status line, headers and (small) body to `out`. Returns the body bytes that the
 /// caller must still write itself (a large shared body), if any.
-pub fn encode(response: Response, date: &[u8; 29], persistence: Persistence, out: &mut Vec<u8>) -> Option<Bytes> {
+pub fn encode(
+    response: Response,
+    date: &[u8; 29],
+    persistence: Persistence,
+    out: &mut Vec<u8>,
+) -> Option<Bytes> {
     encode_status_line(response.status, out);
     out.extend_from_slice(b"Date: ");
     out.extend_from_slice(date);
@@ -106,13 +121,18 @@ pub fn encode(response: Response, date: &[u8; 29], persistence: Persistence, out
     out.extend_from_slice(&response.headers);
     // RFC 9110 §8.6: no Content-Length in 1xx and 204 responses; we send none in 304 either.
     if response.status >= 200 && response.status != 204 && response.status != 304 {
-        let len = response.content_length.unwrap_or(response.body.len() as u64);
+        let len = response
+            .content_length
+            .unwrap_or(response.body.len() as u64);
         let mut n = itoa::Buffer::new();
         let _ = encode_header("Content-Length", n.format(len).as_bytes(), out);
     }
     match persistence {
         Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
-        Persistence::KeepAlive { timeout_s, remaining } => {
+        Persistence::KeepAlive {
+            timeout_s,
+            remaining,
+        } => {
             out.extend_from_slice(b"Keep-Alive: timeout=");
             let mut n = itoa::Buffer::new();
             out.extend_from_slice(n.format(timeout_s).as_bytes());
@@ -146,8 +166,20 @@ mod tests {
     #[test]
     fn encodes_keep_alive_response_with_body() {
         let mut out = Vec::new();
-        let r = Response::new(200, Bytes::from_static(b"Content-Type: text/plain\r\n"), Body::Owned(b"hi".to_vec()));
-        let rest = encode(r, b"Tue, 24 Nov 2026 20:00:00 GMT", Persistence::KeepAlive { timeout_s: 5, remaining: 99 }, &mut out);
+        let r = Response::new(
+            200,
+            Bytes::from_static(b"Content-Type: text/plain\r\n"),
+            Body::Owned(b"hi".to_vec()),
+        );
+        let rest = encode(
+            r,
+            b"Tue, 24 Nov 2026 20:00:00 GMT",
+            Persistence::KeepAlive {
+                timeout_s: 5,
+                remaining: 99,
+            },
+            &mut out,
+        );
         assert!(rest.is_none());
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -158,9 +190,18 @@ mod tests {
     #[test]
     fn head_and_304_keep_length_but_send_no_body() {
         let mut out = Vec::new();
-        let mut r = Response::new(200, Bytes::new(), Body::Shared(Bytes::from(vec![b'x'; 100_000])));
+        let mut r = Response::new(
+            200,
+            Bytes::new(),
+            Body::Shared(Bytes::from(vec![b'x'; 100_000])),
+        );
         r.omit_body = true;
-        let rest = encode(r, b"Tue, 24 Nov 2026 20:00:00 GMT", Persistence::Close, &mut out);
+        let rest = encode(
+            r,
+            b"Tue, 24 Nov 2026 20:00:00 GMT",
+            Persistence::Close,
+            &mut out,
+        );
         assert!(rest.is_none());
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Content-Length: 100000\r\n"));
@@ -171,7 +212,12 @@ mod tests {
     fn large_shared_body_is_returned_not_copied() {
         let mut out = Vec::new();
         let body = Bytes::from(vec![b'x'; BODY_COPY_BYTES_MAX + 1]);
-        let rest = encode(Response::new(200, Bytes::new(), Body::Shared(body.clone())), b"Tue, 24 Nov 2026 20:00:00 GMT", Persistence::Close, &mut out);
+        let rest = encode(
+            Response::new(200, Bytes::new(), Body::Shared(body.clone())),
+            b"Tue, 24 Nov 2026 20:00:00 GMT",
+            Persistence::Close,
+            &mut out,
+        );
         assert_eq!(rest.unwrap(), body);
         assert!(out.ends_with(b"\r\n\r\n"));
     }
@@ -179,8 +225,13 @@ mod tests {
     #[test]
     fn json_error_keeps_key_order() {
         let r = Response::json_error(404, "NOT_FOUND", "no such \"thing\"");
-        let Body::Owned(body) = r.body else { panic!("owned body expected") };
-        assert_eq!(String::from_utf8(body).unwrap(), r#"{"id":"NOT_FOUND","message":"no such \"thing\""}"#);
+        let Body::Owned(body) = r.body else {
+            panic!("owned body expected")
+        };
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"id":"NOT_FOUND","message":"no such \"thing\""}"#
+        );
     }
 
     #[test]

@@ -38,7 +38,10 @@ pub const STATIC_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// A request path mapped to a file path relative to the root, or why it cannot be.
 pub fn resolve_path(target: &str) -> Result<String, &'static str> {
     let mut path = target;
-    if let Some(rest) = path.strip_prefix("http://").or_else(|| path.strip_prefix("https://")) {
+    if let Some(rest) = path
+        .strip_prefix("http://")
+        .or_else(|| path.strip_prefix("https://"))
+    {
         // absolute-form (RFC 9112 §3.2.2): drop the authority.
         path = rest.find('/').map_or("/", |i| &rest[i..]);
     }
@@ -77,7 +80,10 @@ pub fn resolve_path(target: &str) -> Result<String, &'static str> {
 
 /// The Content-Type for a file name, by extension.
 pub fn mime_type(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "html" | "htm" => "text/html; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -136,7 +142,13 @@ struct Entry {
 }
 
 impl Entry {
-    fn load(path: &Path, rel: &str, meta: &fs::Metadata, cache: bool, now: Instant) -> std::io::Result<Entry> {
+    fn load(
+        path: &Path,
+        rel: &str,
+        meta: &fs::Metadata,
+        cache: bool,
+        now: Instant,
+    ) -> std::io::Result<Entry> {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let len = meta.len();
         let (body, etag) = if cache {
@@ -144,7 +156,10 @@ impl Entry {
             let etag = format!("\"{:016x}-{:x}\"", fnv1a64(&bytes), bytes.len());
             (Some(Bytes::from(bytes)), etag)
         } else {
-            let nanos = modified.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+            let nanos = modified
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
             (None, format!("W/\"{nanos:x}-{len:x}\""))
         };
         let len = body.as_ref().map_or(len, |b| b.len() as u64);
@@ -155,7 +170,14 @@ impl Entry {
             httpdate::fmt_http_date(modified),
             cache_control(rel),
         );
-        Ok(Entry { headers: Bytes::from(headers), etag, modified, len, body, checked_at: Cell::new(now) })
+        Ok(Entry {
+            headers: Bytes::from(headers),
+            etag,
+            modified,
+            len,
+            body,
+            checked_at: Cell::new(now),
+        })
     }
 
     fn same_file(&self, meta: &fs::Metadata) -> bool {
@@ -173,7 +195,11 @@ pub struct StaticFiles {
 impl StaticFiles {
     /// `root` is canonicalized once; a missing root serves 404 for everything.
     pub fn new(root: &Path) -> StaticFiles {
-        StaticFiles { root: fs::canonicalize(root).ok(), cache: RefCell::new(HashMap::new()), cached_bytes: Cell::new(0) }
+        StaticFiles {
+            root: fs::canonicalize(root).ok(),
+            cache: RefCell::new(HashMap::new()),
+            cached_bytes: Cell::new(0),
+        }
     }
 
     pub fn root_exists(&self) -> bool {
@@ -217,13 +243,17 @@ impl StaticFiles {
 
     fn lookup(&self, rel: &str, now: Instant) -> Option<(Rc<Entry>, PathBuf)> {
         let root = self.root.as_ref()?;
-        if rel.split('/').any(|s| s.starts_with('.') && s != ".well-known") {
+        if rel
+            .split('/')
+            .any(|s| s.starts_with('.') && s != ".well-known")
+        {
             return None;
         }
         let path = root.join(rel);
         let cached = self.cache.borrow().get(rel).cloned();
         if let Some(entry) = &cached
-            && now.duration_since(entry.checked_at.get()) < Duration::from_millis(STATIC_REVALIDATE_MS)
+            && now.duration_since(entry.checked_at.get())
+                < Duration::from_millis(STATIC_REVALIDATE_MS)
         {
             return Some((entry.clone(), path));
         }
@@ -236,7 +266,8 @@ impl StaticFiles {
         }
         if let Some(old) = cached {
             self.cache.borrow_mut().remove(rel);
-            self.cached_bytes.set(self.cached_bytes.get() - old.body.as_ref().map_or(0, |b| b.len() as u64));
+            self.cached_bytes
+                .set(self.cached_bytes.get() - old.body.as_ref().map_or(0, |b| b.len() as u64));
         }
         let meta = meta?;
         // Symlinks are followed only while they stay inside the root.
@@ -248,8 +279,11 @@ impl StaticFiles {
             && self.cached_bytes.get() + meta.len() <= STATIC_CACHE_BYTES_MAX;
         let entry = Rc::new(Entry::load(&real, rel, &meta, cache, now).ok()?);
         if let Some(body) = &entry.body {
-            self.cached_bytes.set(self.cached_bytes.get() + body.len() as u64);
-            self.cache.borrow_mut().insert(rel.to_string(), entry.clone());
+            self.cached_bytes
+                .set(self.cached_bytes.get() + body.len() as u64);
+            self.cache
+                .borrow_mut()
+                .insert(rel.to_string(), entry.clone());
         }
         Some((entry, real))
     }
@@ -262,7 +296,11 @@ fn read_limited(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
 }
 
 pub fn method_not_allowed() -> Response {
-    let mut r = Response::json_error(405, "METHOD_NOT_ALLOWED", "only GET and HEAD are allowed here");
+    let mut r = Response::json_error(
+        405,
+        "METHOD_NOT_ALLOWED",
+        "only GET and HEAD are allowed here",
+    );
     r.headers = Bytes::from_static(b"Content-Type: application/json\r\nAllow: GET, HEAD\r\n");
     r
 }
@@ -271,16 +309,28 @@ pub fn method_not_allowed() -> Response {
 /// present; otherwise §13.1.3 If-Modified-Since at one-second resolution.
 fn not_modified(head: &RequestHead<'_>, entry: &Entry) -> bool {
     if let Some(inm) = head.header("if-none-match") {
-        let Ok(inm) = std::str::from_utf8(inm) else { return false };
+        let Ok(inm) = std::str::from_utf8(inm) else {
+            return false;
+        };
         let ours = entry.etag.trim_start_matches("W/");
-        return inm.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours);
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours);
     }
     if let Some(ims) = head.header("if-modified-since")
         && let Ok(ims) = std::str::from_utf8(ims)
         && let Ok(since) = httpdate::parse_http_date(ims)
     {
-        let modified = entry.modified.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let since = since.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let modified = entry
+            .modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let since = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         return modified <= since;
     }
     false

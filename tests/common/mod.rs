@@ -23,8 +23,16 @@ pub struct Server {
 pub fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    std::fs::write(root.join("index.html"), "<!doctype html><title>ringchat</title>hello\n").unwrap();
-    std::fs::write(root.join("chat.html"), "<!doctype html><title>chat</title>\n").unwrap();
+    std::fs::write(
+        root.join("index.html"),
+        "<!doctype html><title>ringchat</title>hello\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("chat.html"),
+        "<!doctype html><title>chat</title>\n",
+    )
+    .unwrap();
     std::fs::write(root.join("style.css"), "body{color:red}\n").unwrap();
     std::fs::write(root.join(".secret"), "hidden\n").unwrap();
     std::fs::write(root.join("big.bin"), vec![7u8; 3 * 1024 * 1024 / 2]).unwrap();
@@ -39,7 +47,17 @@ impl Server {
     pub fn start(io: &str, extra: &[&str]) -> Server {
         let static_dir = fixture();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
-            .args(["--listen", "127.0.0.1:0", "--threads", "2", "--io", io, "--log-level", "info", "--static"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+                "--io",
+                io,
+                "--log-level",
+                "info",
+                "--static",
+            ])
             .arg(static_dir.path())
             .args(extra)
             .env_remove("RUST_LOG")
@@ -61,14 +79,21 @@ impl Server {
         let deadline = Instant::now() + START_DEADLINE;
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).expect("ringchat did not report listening in time");
+            let line = rx
+                .recv_timeout(left)
+                .expect("ringchat did not report listening in time");
             if line.contains("listening")
                 && let Some(rest) = line.split("addr=").nth(1)
             {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
-        Server { child, addr, log: rx, static_dir }
+        Server {
+            child,
+            addr,
+            log: rx,
+            static_dir,
+        }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -94,7 +119,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status.code(), start.elapsed());
             }
-            assert!(start.elapsed() < deadline, "ringchat did not exit within {deadline:?}");
+            assert!(
+                start.elapsed() < deadline,
+                "ringchat did not exit within {deadline:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -102,7 +130,11 @@ impl Server {
     /// GET a path on a fresh connection.
     pub fn get(&self, path: &str) -> Resp {
         let mut s = self.connect();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         read_response(&mut s, false).expect("response")
     }
 
@@ -131,7 +163,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -145,13 +180,23 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> std::io::Result<R
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if s.read(&mut byte)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("eof after {:?}", String::from_utf8_lossy(&head))));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("eof after {:?}", String::from_utf8_lossy(&head)),
+            ));
         }
         head.push(byte[0]);
     }
     let text = String::from_utf8(head).unwrap();
     let mut lines = text.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -163,9 +208,20 @@ pub fn read_response(s: &mut TcpStream, head_request: bool) -> std::io::Result<R
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; if head_request || status == 304 || status < 200 { 0 } else { len }];
+    let mut body = vec![
+        0;
+        if head_request || status == 304 || status < 200 {
+            0
+        } else {
+            len
+        }
+    ];
     s.read_exact(&mut body)?;
-    Ok(Resp { status, headers, body })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Reads until EOF (or error); returns the bytes and whether EOF was clean.
