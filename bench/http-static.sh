@@ -315,10 +315,30 @@ check_same_bytes() { # name: the body must be the file, byte for byte
 
 wrk_args=(-t1 "-c$CONNECTIONS" "-d${DURATION}s" --latency)
 
-# Parses one run's output (wrk's report, then cpu-window's line) into a tab-separated row:
-# requests wall_s cpu_s req_per_s req_per_cpu_s busy_pct p50_us p90_us p99_us errors
+clock_ticks=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+cpu_busy_ticks() { # cpu: ticks that CPU spent not idle (user nice system irq softirq steal)
+    awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# How busy both CPUs are, in percent, over one second: a machine shared with a compiler or
+# another benchmark gives noisy numbers, and the report says so.
+preflight_busy_pct() {
+    local before0 before1 after0 after1
+    before0=$(cpu_busy_ticks "$SERVER_CPU")
+    before1=$(cpu_busy_ticks "$CLIENT_CPU")
+    sleep 1
+    after0=$(cpu_busy_ticks "$SERVER_CPU")
+    after1=$(cpu_busy_ticks "$CLIENT_CPU")
+    awk -v a="$((after0 - before0))" -v b="$((after1 - before1))" -v hz="$clock_ticks" \
+        'BEGIN { printf "%.0f\n", 100 * (a + b) / (2 * hz) }'
+}
+
+# Parses one run's output (wrk's report, cpu-window's line, then the server CPU's busy ticks
+# over the run as `server_cpu_ticks=N`) into a tab-separated row:
+# requests wall_s cpu_s req_per_s req_per_cpu_s busy_pct p50_us p90_us p99_us errors other_pct
 parse_run() {
-    awk '
+    awk -v hz="$clock_ticks" '
         function micros(text,   value, unit) {
             value = text + 0
             unit = text
@@ -341,26 +361,35 @@ parse_run() {
             split($1, c, "="); cpu = c[2]
             split($2, w, "="); wall = w[2]
         }
+        /^server_cpu_ticks=/ { split($1, t, "="); core_ticks = t[2] }
         END {
             if (requests == "" || wall == "") exit 1
             rate = requests / wall
             per_cpu = (cpu > 0) ? requests / cpu : 0
             busy = 100 * cpu / wall
-            printf "%d\t%.3f\t%.2f\t%.0f\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%d\n",
-                requests, wall, cpu, rate, per_cpu, busy, p50, p90, p99, errors + 0
+            # Time the server core ran anything but the server (other processes, interrupts,
+            # hypervisor steal). Tick rounding makes a few percent of noise.
+            other = 100 * (core_ticks / hz - cpu) / wall
+            if (other < 0) other = 0
+            printf "%d\t%.3f\t%.2f\t%.0f\t%.0f\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%.1f\n",
+                requests, wall, cpu, rate, per_cpu, busy, p50, p90, p99, errors + 0, other
         }
     '
 }
 
 measure() { # name run -> appends a row to runs.tsv
-    local name=$1 run=$2 raw=$tmp/raw-$1-$2.txt row
+    local name=$1 run=$2 raw=$tmp/raw-$1-$2.txt row core_before core_after
+    core_before=$(cpu_busy_ticks "$SERVER_CPU")
     # shellcheck disable=SC2086 # server_pids holds several words on purpose
     run_client taskset -c "$CLIENT_CPU" "$CPU_WINDOW_BIN" ${server_pids[$name]} -- \
         wrk "${wrk_args[@]}" "${server_url[$name]}" >"$raw" 2>&1 ||
         { cat "$raw" >&2; die "$name run $run: wrk or cpu-window failed"; }
+    core_after=$(cpu_busy_ticks "$SERVER_CPU")
+    echo "server_cpu_ticks=$((core_after - core_before))" >>"$raw"
     row=$(parse_run <"$raw") || { cat "$raw" >&2; die "$name run $run: could not parse output"; }
     printf '%s\t%s\t%s\n' "$name" "$run" "$row" >>"$tmp/runs.tsv"
-    log "$name run $run: $(cut -f1,5,6 <<<"$row" | awk -F'\t' '{printf "%d requests, %d req per CPU-s, %.1f%% busy", $1, $2, $3}')"
+    log "$name run $run: $(cut -f1,5,6,11 <<<"$row" | awk -F'\t' '{
+        printf "%d requests, %d req per CPU-s, %.1f%% busy, %.1f%% other load", $1, $2, $3, $4 }')"
 }
 
 # median (min-max) of column $2 for server $1 in runs.tsv; $3 is the printf format
@@ -383,6 +412,10 @@ median() { # server column
 
 # ---------------------------------------------------------------------------------------------
 # Run
+
+busy_before_pct=$(preflight_busy_pct)
+((busy_before_pct < 10)) ||
+    log "warning: CPUs $SERVER_CPU and $CLIENT_CPU were ${busy_before_pct}% busy before start; expect noise"
 
 for server in $SERVERS; do
     case "$server" in
@@ -429,11 +462,14 @@ report() {
     echo "- Machine: ${cpu_model:-unknown CPU}, $(nproc) CPUs, Linux $(uname -r)"
     echo "- Load: wrk $wrk_version \`${wrk_args[*]}\` (closed loop) pinned to CPU $CLIENT_CPU;" \
         "servers pinned to CPU $SERVER_CPU, one thread / one worker each"
-    echo "- $RUNS runs per server, interleaved round by round; ${WARMUP}s warm-up per server before the first"
+    echo "- Runs per server: $RUNS, interleaved round by round; warm-up: ${WARMUP}s per server before the first"
     echo "- File: ${STATIC_DIR/#$repo\//}/index.html, $file_bytes bytes; every server returned these bytes exactly"
     echo "- CPU: server utime+stime from /proc/<pid>/stat over the wrk window (cpu-window);" \
         "nginx counts master + worker. \"busy\" = server CPU / wall; below ~95% the load generator," \
-        "not the server, set the pace, and req per CPU-s is the figure to compare"
+        "not the server, set the pace, and req per CPU-s is the figure to compare." \
+        "\"other\" = time CPU $SERVER_CPU spent on anything but the server during the run" \
+        "(other processes, interrupts, steal; from /proc/stat); more than a few % means a noisy run"
+    echo "- Both CPUs were ${busy_before_pct}% busy in the second before the first run"
     for server in $SERVERS; do
         echo "- ${server_label[$server]}: \`${server_command[$server]}\`"
         heads+=("$server ${server_head_bytes[$server]}")
@@ -442,20 +478,20 @@ report() {
     echo
     echo "## Per run"
     echo
-    echo "| server | run | requests | wall s | server CPU s | req/s | req per CPU-s | busy % | p50 µs | p90 µs | p99 µs | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    while IFS=$'\t' read -r name run requests wall cpu rate per_cpu busy p50 p90 p99 errors; do
-        echo "| ${server_label[$name]} | $run | $requests | $wall | $cpu | $rate | $per_cpu | $busy | $p50 | $p90 | $p99 | $errors |"
+    echo "| server | run | requests | wall s | server CPU s | req/s | req per CPU-s | busy % | other % | p50 µs | p90 µs | p99 µs | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    while IFS=$'\t' read -r name run requests wall cpu rate per_cpu busy p50 p90 p99 errors other; do
+        echo "| ${server_label[$name]} | $run | $requests | $wall | $cpu | $rate | $per_cpu | $busy | $other | $p50 | $p90 | $p99 | $errors |"
         errors_total=$((errors_total + errors))
     done <"$tmp/runs.tsv"
     echo
     echo "## Medians (min–max)"
     echo
-    echo "| server | req per CPU-s | req/s | busy % | p50 µs | p90 µs | p99 µs |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| server | req per CPU-s | req/s | busy % | other % | p50 µs | p90 µs | p99 µs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for server in $SERVERS; do
         echo "| ${server_label[$server]} | $(summary "$server" 7 %.0f) | $(summary "$server" 6 %.0f)" \
-            "| $(summary "$server" 8 %.1f) | $(summary "$server" 9 %.0f)" \
+            "| $(summary "$server" 8 %.1f) | $(summary "$server" 13 %.1f) | $(summary "$server" 9 %.0f)" \
             "| $(summary "$server" 10 %.0f) | $(summary "$server" 11 %.0f) |"
     done
     if [[ " $SERVERS " == *" nginx "* ]] && [[ $SERVERS == *ringchat* ]]; then

@@ -43,7 +43,7 @@ pub const CHUNK_LINE_BYTES_MAX: usize = 4096;
 
 /// Hex digits in a chunk size, leading zeros included: 16 digits hold any `u64`, so more can
 /// only be an overflow or padding meant to confuse another parser. More is refused with 400.
-pub const CHUNK_SIZE_DIGITS_MAX: u32 = 16;
+pub const CHUNK_SIZE_DIGITS_MAX: usize = 16;
 
 /// The trailer section after the last chunk, every field line and its CRLF and the final CRLF
 /// included; the fields are skipped, never stored. More is refused with 400.

@@ -1,40 +1,57 @@
-//! Request-head decoding (RFC 9112 §2–§3, §5, §6): request line, header fields, and the
-//! message-body framing they imply.
+//! Decoding of an HTTP/1.x request head (RFC 9112 §2–§3, §5, §6; RFC 9110 §5, §7.2, §8.6).
 //!
-//! Strict where leniency enables request smuggling: bare LF, obs-fold, whitespace before a
-//! colon, ambiguous framing and unknown transfer codings are refused, never guessed at. Does not
-//! decode bodies (see `body.rs`) and does not interpret the target beyond its form.
+//! [`decode_request`] finds the end of the head itself (strict CRLF, size limits checked in
+//! stream order), lets `httparse` split the request line and the field lines, then decides the
+//! body framing, persistence and `100-continue` from the header fields. It borrows everything
+//! from the caller's buffer and allocates nothing.
+//!
+//! It does not decode the body (see `body.rs`), percent-decode or normalise the target, route,
+//! or look at any header beyond Host, Content-Length, Transfer-Encoding, Connection and Expect.
+//! Where RFC 9112 lets a recipient either repair or reject a message, we reject: two parsers
+//! that repair differently are how requests get smuggled.
 
-use super::{Decode, HEAD_BYTES_MAX, REQUEST_LINE_BYTES_MAX};
+use httparse::Header;
 
+use super::{Decode, HEAD_BYTES_MAX, HEADERS_COUNT_MAX, REQUEST_LINE_BYTES_MAX};
+
+/// The protocol version of a request line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     Http10,
     Http11,
 }
 
-/// How the message body is delimited.
+/// How the body of a request is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
+    /// No body; also what `Content-Length: 0` decodes to.
     None,
+    /// Exactly this many bytes (never zero).
     Length(u64),
+    /// `Transfer-Encoding: chunked`.
     Chunked,
 }
 
-/// A decoded request head, borrowing from the input buffer.
-#[derive(Debug)]
+/// A decoded request head, borrowing the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestHead<'b> {
+    /// The method token, case as sent (methods are case-sensitive, RFC 9110 §9.1).
     pub method: &'b str,
+    /// The request-target as sent: origin-form (`/path?query`), `*` (OPTIONS only) or
+    /// absolute-form (`http://host/path`).
     pub target: &'b str,
     pub version: Version,
-    pub headers: &'b [httparse::Header<'b>],
+    /// The field lines in the order sent; values have surrounding whitespace removed.
+    pub headers: &'b [Header<'b>],
     pub framing: BodyFraming,
+    /// Whether the connection may stay open after the response (RFC 9112 §9.3).
     pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending the body (RFC 9110 §10.1.1).
     pub expect_continue: bool,
 }
 
 impl<'b> RequestHead<'b> {
-    /// The first value of a header, by case-insensitive name.
+    /// The value of the first field named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'b [u8]> {
         self.headers
             .iter()
@@ -42,35 +59,39 @@ impl<'b> RequestHead<'b> {
             .map(|h| h.value)
     }
 
-    /// Whether a comma-separated header (all its occurrences) contains `token`, ignoring case.
+    /// Whether `token` is an element of the comma-separated list formed by every field named
+    /// `name` (RFC 9110 §5.3: repeated field lines combine into one list), case-insensitive.
+    /// For list-valued fields such as Connection and Upgrade.
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .flat_map(|h| h.value.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+            .any(|h| list_has(h.value, token.as_bytes()))
     }
 }
 
+/// Why a request head was refused. Every one of them ends the connection: after a bad head we
+/// cannot know where the next request starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
-    /// 431: the head is larger than HEAD_BYTES_MAX.
+    /// The head did not end within [`HEAD_BYTES_MAX`] bytes (431).
     HeadTooLarge,
-    /// 431: more than HEADERS_COUNT_MAX header fields.
+    /// More than [`HEADERS_COUNT_MAX`] field lines (431).
     TooManyHeaders,
-    /// 414: the request line is longer than REQUEST_LINE_BYTES_MAX.
+    /// The request line is longer than [`REQUEST_LINE_BYTES_MAX`] bytes (414).
     UriTooLong,
-    /// 400: not a well-formed HTTP/1.x request head.
+    /// The head does not follow the grammar (400).
     Malformed(&'static str),
-    /// 400: the body framing could be read more than one way (request smuggling defence).
+    /// The framing could be read two ways; a defence against request smuggling (400).
     Ambiguous(&'static str),
-    /// 501: a transfer coding we do not implement.
+    /// A transfer coding other than `chunked` (501).
     UnsupportedTransferCoding,
-    /// 505: an HTTP version other than 1.0 and 1.1.
+    /// A version other than HTTP/1.0 and HTTP/1.1 (505).
     UnsupportedVersion,
 }
 
 impl RequestError {
+    /// The response status code for this error.
     pub fn status(&self) -> u16 {
         match self {
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => 431,
@@ -81,200 +102,127 @@ impl RequestError {
         }
     }
 
+    /// A short explanation for the client, used in the JSON error body.
     pub fn message(&self) -> &'static str {
         match self {
             RequestError::HeadTooLarge => "request head too large",
             RequestError::TooManyHeaders => "too many header fields",
             RequestError::UriTooLong => "request line too long",
             RequestError::Malformed(why) | RequestError::Ambiguous(why) => why,
-            RequestError::UnsupportedTransferCoding => "unsupported transfer coding",
-            RequestError::UnsupportedVersion => "unsupported HTTP version",
+            RequestError::UnsupportedTransferCoding => {
+                "transfer coding not implemented; only chunked is supported"
+            }
+            RequestError::UnsupportedVersion => {
+                "HTTP version not supported; use HTTP/1.1 or HTTP/1.0"
+            }
         }
     }
 }
 
-/// Decodes one request head from the start of `buf`. `slots` must hold at least
-/// HEADERS_COUNT_MAX entries. Incomplete input is `Partial` and consumes nothing.
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message(), self.status())
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+const BARE_LF: &str = "bare LF in request head; lines must end with CRLF";
+const BARE_CR: &str = "bare CR in request head";
+const OBS_FOLD: &str = "obsolete line folding is not accepted";
+
+/// Decodes one request head from the start of `buf`.
+///
+/// `Partial` (nothing consumed) until the blank line ending the head has arrived; then
+/// `consumed` is the length of the head, any empty lines before the request line included, and
+/// the body or the next pipelined request starts at `buf[consumed..]`. The limits are checked in
+/// stream order, so an error reported for a prefix of the input is the error the whole input
+/// would get.
+///
+/// `slots` must have at least [`HEADERS_COUNT_MAX`] entries (`httparse::EMPTY_HEADER`); fewer
+/// make [`RequestError::TooManyHeaders`] come sooner, and entries past the limit are not used.
 pub fn decode_request<'b>(
     buf: &'b [u8],
-    slots: &'b mut [httparse::Header<'b>],
+    slots: &'b mut [Header<'b>],
 ) -> Result<Decode<RequestHead<'b>>, RequestError> {
-    // RFC 9112 §2.2: "a server that is expecting to receive and parse a request-line SHOULD
-    // ignore at least one empty line (CRLF) received prior to the request-line."
-    let mut skip = 0;
-    while buf[skip..].starts_with(b"\r\n") {
-        skip += 2;
-    }
-    if skip > 0 && buf.len() == skip {
-        return Ok(Decode::Partial);
-    }
-    let rest = &buf[skip..];
-    let line_end = rest.iter().position(|&b| b == b'\n');
-    match line_end {
-        None if rest.len() > REQUEST_LINE_BYTES_MAX => return Err(RequestError::UriTooLong),
-        Some(n) if n > REQUEST_LINE_BYTES_MAX => return Err(RequestError::UriTooLong),
-        _ => {}
-    }
-    let Some(head_len) = find_head_end(rest) else {
-        if rest.len() > HEAD_BYTES_MAX {
-            return Err(RequestError::HeadTooLarge);
-        }
-        check_line_endings(rest)?;
+    let Some(extent) = find_head(buf)? else {
         return Ok(Decode::Partial);
     };
-    if head_len > HEAD_BYTES_MAX {
-        return Err(RequestError::HeadTooLarge);
-    }
-    let head = &rest[..head_len];
-    check_line_endings(head)?;
-    let mut request = httparse::Request::new(slots);
-    let status = httparse::ParserConfig::default().parse_request(&mut request, head);
-    match status {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Err(RequestError::Malformed("incomplete request head"));
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(classify_version(head)),
-        Err(httparse::Error::HeaderName) => {
-            // RFC 9112 §5.1: "No whitespace is allowed between the field name and colon. ... A
-            // server MUST reject, with a response status code of 400 (Bad Request), any
-            // received request message that contains whitespace between a header field name
-            // and colon." §5.2: obs-fold "MAY reject the message by sending a 400".
-            return Err(RequestError::Malformed(
-                "invalid header field name or folded line",
+    let head = &buf[extent.start..extent.end];
+
+    let slots_len = slots.len().min(HEADERS_COUNT_MAX);
+    let slots: &'b mut [Header<'b>] = &mut slots[..slots_len];
+    let mut parsed = httparse::Request::new(slots);
+    // RFC 9112 §2.2: "When a server listening only for HTTP request messages, or processing what
+    // appears from the start-line to be an HTTP request message, receives a sequence of octets
+    // that does not match the HTTP-message grammar aside from the robustness exceptions listed
+    // above, the server SHOULD respond with a 400 (Bad Request) response and close the
+    // connection." httparse checks the grammar of the request line and of every field line:
+    // tokens for method and field names, no whitespace before the colon (RFC 9112 §5.1), no
+    // obs-fold, and no CTL but HTAB in values (RFC 9110 §5.5: "a recipient of CR, LF, or NUL
+    // within a field value MUST either reject the message or replace each of those characters
+    // with SP").
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(len)) if len == head.len() => {}
+        Ok(_) => return Err(RequestError::Malformed("malformed request head")),
+        Err(e) => {
+            return Err(diagnose(
+                e,
+                &buf[extent.start..extent.line_end],
+                &buf[extent.line_end + 2..extent.end],
             ));
         }
-        Err(httparse::Error::HeaderValue) => {
-            return Err(RequestError::Malformed("invalid header field value"));
-        }
-        Err(httparse::Error::Token) => return Err(RequestError::Malformed("invalid method")),
-        Err(httparse::Error::NewLine) | Err(httparse::Error::Status) => {
-            return Err(RequestError::Malformed("invalid request line"));
-        }
     }
-    let method = request
-        .method
-        .ok_or(RequestError::Malformed("missing method"))?;
-    let target = request
-        .path
-        .ok_or(RequestError::Malformed("missing request target"))?;
-    let version = match request.version {
-        Some(0) => Version::Http10,
-        Some(1) => Version::Http11,
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(RequestError::Malformed("malformed request line"));
+    };
+    let headers: &'b [Header<'b>] = parsed.headers;
+
+    // RFC 9112 §2.3: "HTTP-version = HTTP-name "/" DIGIT "." DIGIT"; httparse accepts only
+    // 1.0 and 1.1, anything else was classified by `diagnose`.
+    let version = match minor {
+        0 => Version::Http10,
+        1 => Version::Http11,
         _ => return Err(RequestError::UnsupportedVersion),
     };
-    let headers: &'b [httparse::Header<'b>] = request.headers;
+
     check_target(method, target)?;
 
-    let mut host_count = 0;
-    let mut content_length: Option<u64> = None;
-    let mut transfer_encoding = false;
-    let mut chunked_count = 0;
-    let mut chunked_last = false;
-    let mut other_coding = false;
-    let mut close = false;
-    let mut keep_alive_token = false;
-    let mut expect_continue = false;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("host") {
-            host_count += 1;
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            // RFC 9112 §6.3 (5): "If a message is received without Transfer-Encoding and with
-            // an invalid Content-Length header field, then the message framing is invalid and
-            // the recipient MUST treat it as an unrecoverable error ... the server MUST respond
-            // with a 400". Identical repeated values (also as a list) are allowed (RFC 9110 §8.6).
-            for part in h.value.split(|&b| b == b',') {
-                let n = parse_content_length(part.trim_ascii())?;
-                match content_length {
-                    Some(prev) if prev != n => {
-                        return Err(RequestError::Ambiguous("differing Content-Length values"));
-                    }
-                    _ => content_length = Some(n),
-                }
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            for coding in h.value.split(|&b| b == b',') {
-                let coding = coding.trim_ascii();
-                if coding.is_empty() {
-                    continue;
-                }
-                if coding.eq_ignore_ascii_case(b"chunked") {
-                    chunked_count += 1;
-                    chunked_last = true;
-                } else {
-                    other_coding = true;
-                    chunked_last = false;
-                }
-            }
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if h.name.eq_ignore_ascii_case("expect") {
-            expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-        }
+    let fields = Fields::scan(headers);
+
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+    // request message that lacks a Host header field and to any request message that contains
+    // more than one Host header field line or a Host header field with an invalid field value."
+    match (fields.hosts, version) {
+        (0, Version::Http11) => return Err(RequestError::Malformed("missing Host header field")),
+        (0 | 1, _) => {}
+        _ => return Err(RequestError::Malformed("more than one Host header field")),
     }
-    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
-    // HTTP/1.1 request message that lacks a Host header field and to any request message that
-    // contains more than one Host header field line or a Host header field with an invalid
-    // field value."
-    if host_count > 1 || (version == Version::Http11 && host_count == 0) {
-        return Err(RequestError::Malformed(
-            "exactly one Host header is required",
-        ));
+    if let Some(host) = fields.host
+        && !host.iter().all(|&b| is_host_byte(b))
+    {
+        return Err(RequestError::Malformed("invalid Host header field"));
     }
-    let framing = if transfer_encoding {
-        // RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length and
-        // Transfer-Encoding or process such a request in accordance with the Transfer-Encoding
-        // alone. Regardless, the server MUST close the connection after responding".
-        if content_length.is_some() {
-            return Err(RequestError::Ambiguous(
-                "both Content-Length and Transfer-Encoding",
-            ));
-        }
-        // RFC 9112 §6.1: "A server or client that receives an HTTP/1.0 message containing a
-        // Transfer-Encoding header field MUST treat the message as if the framing is faulty".
-        if version == Version::Http10 {
-            return Err(RequestError::Ambiguous(
-                "Transfer-Encoding in an HTTP/1.0 request",
-            ));
-        }
-        // RFC 9112 §6.1: "A sender MUST NOT apply the chunked transfer coding more than once".
-        if chunked_count > 1 {
-            return Err(RequestError::Ambiguous("chunked applied more than once"));
-        }
-        // RFC 9112 §6.3 (4): "If a Transfer-Encoding header field is present in a request and
-        // the chunked transfer coding is not the final encoding, the message body length
-        // cannot be determined reliably; the server MUST respond with the 400".
-        if !chunked_last && !other_coding {
-            return Err(RequestError::Ambiguous("empty Transfer-Encoding"));
-        }
-        if !chunked_last {
-            return Err(RequestError::Ambiguous(
-                "chunked is not the final transfer coding",
-            ));
-        }
-        // RFC 9112 §6.1: "A server that receives a request message with a transfer coding it
-        // does not understand SHOULD respond with 501 (Not Implemented)."
-        if other_coding {
-            return Err(RequestError::UnsupportedTransferCoding);
-        }
-        BodyFraming::Chunked
-    } else {
-        match content_length {
-            None | Some(0) => BodyFraming::None,
-            Some(n) => BodyFraming::Length(n),
-        }
-    };
-    // RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
-    let keep_alive = match version {
-        Version::Http11 => !close,
-        Version::Http10 => keep_alive_token && !close,
-    };
+
+    let framing = framing(&fields, version, headers)?;
+
+    // RFC 9112 §9.3: "If the "close" connection option is present (Section 9.6), the
+    // connection will not persist after the current response; else, If the received protocol
+    // is HTTP/1.1 (or later), the connection will persist after the current response; else, If
+    // the received protocol is HTTP/1.0, the "keep-alive" connection option is present, [...]
+    // the connection will persist after the current response; otherwise, The connection will
+    // close after the current response."
+    let keep_alive = !fields.close
+        && match version {
+            Version::Http11 => true,
+            Version::Http10 => fields.keep_alive,
+        };
+
+    // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
+    // request MUST ignore that expectation."
+    let expect_continue = fields.expect_continue && version == Version::Http11;
+
     Ok(Decode::Complete {
         value: RequestHead {
             method,
@@ -285,80 +233,433 @@ pub fn decode_request<'b>(
             keep_alive,
             expect_continue,
         },
-        consumed: skip + head_len,
+        consumed: extent.end,
     })
 }
 
-/// Length of the head including its final CRLFCRLF, if complete.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Where the head lies in the input: the request line is `start..line_end` (its CRLF follows),
+/// the whole head is `start..end` (ending with the blank line's CRLF).
+struct HeadExtent {
+    start: usize,
+    line_end: usize,
+    end: usize,
 }
 
-/// RFC 9112 §2.2: "a recipient MAY recognize a single LF as a line terminator"; we do not,
-/// because proxies disagree about it and disagreement is how requests get smuggled. Also refuses
-/// a bare CR (§2.2: "A sender MUST NOT generate a bare CR") and NUL anywhere in the head.
-fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
-    for (i, &b) in head.iter().enumerate() {
-        match b {
-            b'\n' if i == 0 || head[i - 1] != b'\r' => {
-                return Err(RequestError::Malformed("bare LF in request head"));
-            }
-            b'\r' if i + 1 < head.len() && head[i + 1] != b'\n' => {
-                return Err(RequestError::Malformed("bare CR in request head"));
-            }
-            0 => return Err(RequestError::Malformed("NUL in request head")),
-            _ => {}
+/// Finds the end of the head, checking line endings and limits on the way. `Ok(None)` means
+/// more input is needed.
+///
+/// Only the first [`HEAD_BYTES_MAX`] bytes are looked at: if the head has not ended within them
+/// it is too large, whatever follows. This keeps the result for any prefix of the input either
+/// `None` or the result for the whole input.
+fn find_head(buf: &[u8]) -> Result<Option<HeadExtent>, RequestError> {
+    let view = &buf[..buf.len().min(HEAD_BYTES_MAX)];
+    match find_head_in(view)? {
+        Some(extent) => Ok(Some(extent)),
+        None if view.len() == HEAD_BYTES_MAX => Err(RequestError::HeadTooLarge),
+        None => Ok(None),
+    }
+}
+
+fn find_head_in(view: &[u8]) -> Result<Option<HeadExtent>, RequestError> {
+    // RFC 9112 §2.2: "In the interest of robustness, a server that is expecting to receive and
+    // parse a request-line SHOULD ignore at least one empty line (CRLF) received prior to the
+    // request-line."
+    let mut start = 0;
+    loop {
+        match view.get(start) {
+            None => return Ok(None),
+            Some(b'\r') => match view.get(start + 1) {
+                None => return Ok(None),
+                Some(b'\n') => start += 2,
+                Some(_) => return Err(RequestError::Malformed(BARE_CR)),
+            },
+            Some(b'\n') => return Err(RequestError::Malformed(BARE_LF)),
+            Some(_) => break,
         }
     }
-    Ok(())
+
+    // RFC 9112 §3: "A server that receives a request-target longer than any URI it wishes to
+    // parse MUST respond with a 414 (URI Too Long) status code". We bound the whole request
+    // line, method and version included: only its first REQUEST_LINE_BYTES_MAX bytes and CRLF
+    // are looked at.
+    let line_view_end = start + REQUEST_LINE_BYTES_MAX + 2;
+    let line_view = &view[..view.len().min(line_view_end)];
+    let line_end = match find_line_end(line_view, start)? {
+        Some(end) => end,
+        None if line_view.len() == line_view_end => return Err(RequestError::UriTooLong),
+        None => return Ok(None),
+    };
+
+    let mut line_start = line_end + 2;
+    loop {
+        // RFC 9112 §5.2: "A server that receives an obs-fold in a request message that is not
+        // within a "message/http" container MUST either reject the message by sending a 400 (Bad
+        // Request), preferably with a representation explaining that obsolete line folding is
+        // unacceptable, or replace each received obs-fold with one or more SP octets prior to
+        // interpreting the field value or forwarding the message downstream." Also RFC 9112
+        // §2.2: "A recipient that receives whitespace between the start-line and the first
+        // header field MUST either reject the message as invalid or consume each
+        // whitespace-preceded line without further processing of it".
+        if matches!(view.get(line_start), Some(b' ' | b'\t')) {
+            return Err(RequestError::Malformed(OBS_FOLD));
+        }
+        match find_line_end(view, line_start)? {
+            None => return Ok(None),
+            Some(end) if end == line_start => {
+                return Ok(Some(HeadExtent {
+                    start,
+                    line_end,
+                    end: end + 2,
+                }));
+            }
+            Some(end) => line_start = end + 2,
+        }
+    }
 }
 
-fn classify_version(head: &[u8]) -> RequestError {
-    let line_end = head.iter().position(|&b| b == b'\r').unwrap_or(head.len());
-    let line = &head[..line_end];
-    // RFC 9112 §3: "request-line = method SP request-target SP HTTP-version": exactly three parts.
-    if line.split(|&b| b == b' ').count() != 3 {
-        return RequestError::Malformed("invalid request line");
+/// The index of the CR ending the line that starts at `from`, or `None` if the input ends first.
+fn find_line_end(view: &[u8], from: usize) -> Result<Option<usize>, RequestError> {
+    let Some(offset) = view[from..].iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return Ok(None);
+    };
+    let at = from + offset;
+    // RFC 9112 §2.2: "Although the line terminator for the start-line and fields is the
+    // sequence CRLF, a recipient MAY recognize a single LF as a line terminator and ignore any
+    // preceding CR." We do not: a front end that splits lines differently from us is a
+    // smuggling vector, so a bare LF is an error.
+    if view[at] == b'\n' {
+        return Err(RequestError::Malformed(BARE_LF));
     }
-    match line.rsplit(|&b| b == b' ').next() {
-        Some(v)
-            if v.starts_with(b"HTTP/")
-                && v.len() > 5
-                && v[5..].iter().all(|b| b.is_ascii_digit() || *b == b'.') =>
+    match view.get(at + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some(at)),
+        // RFC 9112 §2.2: "A recipient of such a bare CR MUST consider that element to be invalid
+        // or replace each bare CR with SP before processing the element or forwarding the
+        // message."
+        Some(_) => Err(RequestError::Malformed(BARE_CR)),
+    }
+}
+
+/// Turns an httparse error into the most precise error we can name. Only runs on a bad head.
+fn diagnose(error: httparse::Error, request_line: &[u8], field_lines: &[u8]) -> RequestError {
+    if error == httparse::Error::TooManyHeaders {
+        return RequestError::TooManyHeaders;
+    }
+    if let Some(problem) = request_line_problem(request_line) {
+        return problem;
+    }
+    field_lines
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .find_map(field_line_problem)
+        .unwrap_or(RequestError::Malformed("malformed request head"))
+}
+
+fn request_line_problem(line: &[u8]) -> Option<RequestError> {
+    // RFC 9112 §3: "request-line = method SP request-target SP HTTP-version"
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = (parts.next()?, parts.next(), parts.next());
+    if parts.next().is_some() {
+        return Some(RequestError::Malformed(
+            "request line is not method SP request-target SP version",
+        ));
+    }
+    // RFC 9110 §9.1: "method = token"
+    if !is_token(method) {
+        return Some(RequestError::Malformed("invalid method"));
+    }
+    // RFC 9112 §3.2: "No whitespace is allowed in the request-target."
+    let Some(target) = target.filter(|t| !t.is_empty() && t.iter().all(|&b| b > b' ' && b != 0x7f))
+    else {
+        return Some(RequestError::Malformed("invalid request-target"));
+    };
+    if std::str::from_utf8(target).is_err() {
+        return Some(RequestError::Malformed("request-target is not UTF-8"));
+    }
+    match version {
+        // A bare "GET /path" is an HTTP/0.9 simple request.
+        None => Some(RequestError::UnsupportedVersion),
+        // RFC 9112 §2.3: "HTTP-version = HTTP-name "/" DIGIT "." DIGIT"
+        Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            RequestError::UnsupportedVersion
+            match (major, minor) {
+                (b'1', b'0' | b'1') => None,
+                _ => Some(RequestError::UnsupportedVersion),
+            }
         }
-        _ => RequestError::Malformed("invalid request line"),
+        Some(_) => Some(RequestError::Malformed("invalid HTTP version")),
     }
 }
 
-/// RFC 9112 §3.2: origin-form, absolute-form, authority-form (CONNECT), asterisk-form
-/// (OPTIONS). We serve no CONNECT.
+fn field_line_problem(line: &[u8]) -> Option<RequestError> {
+    // RFC 9112 §5: "field-line = field-name ":" OWS field-value OWS"
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Some(RequestError::Malformed("header field line without a colon"));
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    // RFC 9112 §5.1: "A server MUST reject, with a response status code of 400 (Bad Request),
+    // any received request message that contains whitespace between a header field name and
+    // colon."
+    if name.last().is_some_and(|&b| b == b' ' || b == b'\t') {
+        return Some(RequestError::Malformed(
+            "whitespace between header field name and colon",
+        ));
+    }
+    // RFC 9110 §5.1: "field-name = token"
+    if !is_token(name) {
+        return Some(RequestError::Malformed("invalid header field name"));
+    }
+    // RFC 9110 §5.5: "Field values containing CR, LF, or NUL characters are invalid and
+    // dangerous [...] Field values containing other CTL characters are also invalid".
+    if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        return Some(RequestError::Malformed(
+            "control character in header field value",
+        ));
+    }
+    None
+}
+
 fn check_target(method: &str, target: &str) -> Result<(), RequestError> {
+    // RFC 9112 §3.2: "request-target = origin-form / absolute-form / authority-form /
+    // asterisk-form"
     if target.starts_with('/') {
         return Ok(());
     }
-    if target == "*" && method == "OPTIONS" {
+    if target == "*" {
+        // RFC 9112 §3.2.4: "The "asterisk-form" of request-target is only used for a
+        // server-wide OPTIONS request".
+        return if method == "OPTIONS" {
+            Ok(())
+        } else {
+            Err(RequestError::Malformed(
+                "asterisk-form request-target is only for OPTIONS",
+            ))
+        };
+    }
+    // RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests even though most
+    // HTTP/1.1 clients will only send the absolute-form to a proxy."
+    let http_scheme =
+        |scheme: &str| scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    if target
+        .split_once("://")
+        .is_some_and(|(scheme, _)| http_scheme(scheme))
+    {
         return Ok(());
     }
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(());
-    }
-    Err(RequestError::Malformed("unsupported request-target form"))
+    // RFC 9112 §3.2.3: "The "authority-form" of request-target is only used for CONNECT
+    // requests". We are not a proxy, so CONNECT and anything else is refused.
+    Err(RequestError::Malformed(
+        "request-target must be origin-form or absolute-form",
+    ))
 }
 
-/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`.
-fn parse_content_length(value: &[u8]) -> Result<u64, RequestError> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return Err(RequestError::Ambiguous("invalid Content-Length"));
+/// What the framing, persistence and expectation decisions need from the field lines,
+/// gathered in one pass.
+#[derive(Default)]
+struct Fields<'b> {
+    hosts: u32,
+    host: Option<&'b [u8]>,
+    content_length: bool,
+    transfer_encoding: bool,
+    /// Transfer codings across every Transfer-Encoding line, empty list elements ignored.
+    codings: u32,
+    chunked: u32,
+    last_is_chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl<'b> Fields<'b> {
+    fn scan(headers: &[Header<'b>]) -> Fields<'b> {
+        let mut fields = Fields::default();
+        for header in headers {
+            let name = header.name;
+            // Dispatch on length first: most field lines are none of these.
+            match name.len() {
+                4 if name.eq_ignore_ascii_case("host") => {
+                    fields.hosts += 1;
+                    fields.host = Some(header.value);
+                }
+                6 if name.eq_ignore_ascii_case("expect") => {
+                    // RFC 9110 §10.1.1: "The only expectation defined by this specification is
+                    // "100-continue" (with no defined parameters)."
+                    fields.expect_continue |= list_has(header.value, b"100-continue");
+                }
+                10 if name.eq_ignore_ascii_case("connection") => {
+                    // RFC 9110 §7.6.1: "Connection options are case-insensitive."
+                    for option in list_elements(header.value) {
+                        fields.close |= option.eq_ignore_ascii_case(b"close");
+                        fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+                14 if name.eq_ignore_ascii_case("content-length") => fields.content_length = true,
+                17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                    fields.transfer_encoding = true;
+                    for coding in list_elements(header.value) {
+                        let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                        fields.codings += 1;
+                        fields.chunked += u32::from(chunked);
+                        fields.last_is_chunked = chunked;
+                    }
+                }
+                _ => {}
+            }
+        }
+        fields
     }
-    let mut n: u64 = 0;
-    for &d in value {
-        n = n
-            .checked_mul(10)
+}
+
+fn framing(
+    fields: &Fields<'_>,
+    version: Version,
+    headers: &[Header<'_>],
+) -> Result<BodyFraming, RequestError> {
+    if fields.transfer_encoding {
+        // RFC 9112 §6.3: "If a message is received with both a Transfer-Encoding and a
+        // Content-Length header field, the Transfer-Encoding overrides the Content-Length. Such
+        // a message might indicate an attempt to perform request smuggling (Section 11.2) or
+        // response splitting (Section 11.1) and ought to be handled as an error."
+        if fields.content_length {
+            return Err(RequestError::Ambiguous(
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        // RFC 9112 §6.1: "A server or client that receives an HTTP/1.0 message containing a
+        // Transfer-Encoding header field MUST treat the message as if the framing is faulty,
+        // even if a Content-Length is present, and close the connection after processing the
+        // message."
+        if version == Version::Http10 {
+            return Err(RequestError::Ambiguous(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        // RFC 9112 §6.1: "Transfer-Encoding = #transfer-coding"; a list of no elements names no
+        // coding at all.
+        if fields.codings == 0 {
+            return Err(RequestError::Malformed("empty Transfer-Encoding"));
+        }
+        // RFC 9112 §6.1: "A sender MUST NOT apply the chunked transfer coding more than once to
+        // a message body (i.e., chunking an already chunked message is not allowed)."
+        if fields.chunked > 1 {
+            return Err(RequestError::Ambiguous("chunked applied more than once"));
+        }
+        // RFC 9112 §6.3: "If a Transfer-Encoding header field is present in a request and the
+        // chunked transfer coding is not the final encoding, the message body length cannot be
+        // determined reliably; the server MUST respond with the 400 (Bad Request) status code
+        // and then close the connection." (This covers `identity` and `gzip` alone too.)
+        if !fields.last_is_chunked {
+            return Err(RequestError::Ambiguous(
+                "chunked is not the final transfer coding",
+            ));
+        }
+        // RFC 9112 §6.1: "A server that receives a request message with a transfer coding it
+        // does not understand SHOULD respond with 501 (Not Implemented)." We implement only
+        // chunked.
+        if fields.codings > 1 {
+            return Err(RequestError::UnsupportedTransferCoding);
+        }
+        return Ok(BodyFraming::Chunked);
+    }
+    if fields.content_length {
+        let length = content_length(headers)?;
+        // RFC 9112 §6.3: "If a valid Content-Length header field is present without
+        // Transfer-Encoding, its decimal value defines the expected message body length in
+        // octets."
+        return Ok(if length == 0 {
+            BodyFraming::None
+        } else {
+            BodyFraming::Length(length)
+        });
+    }
+    // RFC 9112 §6.3: "If this is a request message and none of the above are true, then the
+    // message body length is zero (no message body is present)."
+    Ok(BodyFraming::None)
+}
+
+/// The single value of every Content-Length field line combined.
+fn content_length(headers: &[Header<'_>]) -> Result<u64, RequestError> {
+    let mut length = None;
+    for header in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        // RFC 9112 §6.3: "If a message is received without Transfer-Encoding and with an invalid
+        // Content-Length header field, then the message framing is invalid and the recipient
+        // MUST treat it as an unrecoverable error, unless the field value can be successfully
+        // parsed as a comma-separated list (Section 5.6.1 of [HTTP]), all values in the list are
+        // valid, and all values in the list are identical (in which case, the message is
+        // processed with that single value used as the Content-Length field value)."
+        // Repeated field lines are one list (RFC 9110 §5.3). An empty element is not a valid
+        // value here: leniency about framing is what smuggling feeds on.
+        for element in header.value.split(|&b| b == b',') {
+            let value = decimal(trim_ows(element))?;
+            match length {
+                None => length = Some(value),
+                Some(first) if first == value => {}
+                Some(_) => return Err(RequestError::Ambiguous("differing Content-Length values")),
+            }
+        }
+    }
+    length.ok_or(RequestError::Malformed("invalid Content-Length"))
+}
+
+/// RFC 9110 §8.6: "Content-Length = 1*DIGIT"; "a recipient MUST anticipate potentially large
+/// decimal numerals and prevent parsing errors due to integer conversion overflows or precision
+/// loss due to integer representation."
+fn decimal(digits: &[u8]) -> Result<u64, RequestError> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(RequestError::Malformed("invalid Content-Length"));
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)
             .and_then(|n| n.checked_add(u64::from(d - b'0')))
-            .ok_or(RequestError::Ambiguous("Content-Length overflows"))?;
-    }
-    Ok(n)
+            .ok_or(RequestError::Malformed("Content-Length overflows"))
+    })
+}
+
+/// RFC 9110 §5.6.1: "#element => [ element ] *( OWS "," OWS [ element ] )" and "A recipient MUST
+/// parse and ignore a reasonable number of empty list elements". Non-empty elements, trimmed.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+fn list_has(value: &[u8], token: &[u8]) -> bool {
+    list_elements(value).any(|e| e.eq_ignore_ascii_case(token))
+}
+
+/// RFC 9110 §5.6.3: "OWS = *( SP / HTAB )"
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// RFC 9110 §5.6.2: "token = 1*tchar"
+pub(super) fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
+}
+
+/// RFC 9110 §5.6.2: "tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^"
+/// / "_" / "`" / "|" / "~" / DIGIT / ALPHA"
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §7.2: "Host = uri-host [ ":" port ]", where uri-host is an IP-literal in brackets,
+/// an IPv4 address or a reg-name of unreserved, pct-encoded and sub-delims characters (RFC 3986
+/// §3.2.2). Checked by alphabet only: enough to refuse whitespace, `/`, `@` and other bytes that
+/// would let a Host value change the meaning of a URL built from it.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
 }
