@@ -15,6 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import ctypes
+import platform
+import struct
 import tempfile
 import time
 
@@ -171,6 +174,65 @@ def metric(port, key):
     raise KeyError(key)
 
 
+def block_io_uring():
+    """preexec_fn: a seccomp filter that fails io_uring_setup with EPERM, as Docker's default
+    profile does. Applies to the child only; nothing on the machine changes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, EPERM = 0x7FFF0000, 0x00050000, 1
+    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+    NR_IO_URING_SETUP = 425  # the same on x86_64 and aarch64 (generic syscall table)
+    prog = [
+        (BPF_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (BPF_JEQ_K, 0, 1, NR_IO_URING_SETUP),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | EPERM),
+        (BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog), ctypes.cast(buf, ctypes.c_void_p))
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
+
+
+def fallback_suite(static_dir):
+    def auto_falls_back_to_epoll():
+        port = free_port()
+        proc = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}", "--threads", "2", "--static", static_dir],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=block_io_uring)
+        try:
+            wait_http(port)
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/style.css")
+            assert c.getresponse().read() == b"body{color:red}\n"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=10)
+        log = proc.stderr.read()
+        warnings = [l for l in log.splitlines() if "io_uring is unavailable" in l]
+        assert len(warnings) == 1, log
+        assert "seccomp" in warnings[0] and "falling back to epoll" in warnings[0], warnings[0]
+        assert 'io="epoll"' in log or "io=epoll" in log, log
+        assert code == 0, code
+
+    def uring_forced_exits_with_the_reason():
+        start = time.monotonic()
+        out = subprocess.run([BIN, "--listen", "127.0.0.1:0", "--io", "uring", "--static", static_dir],
+                             capture_output=True, text=True, timeout=10, preexec_fn=block_io_uring)
+        assert out.returncode != 0, out
+        assert "io_uring is unavailable" in out.stderr and "seccomp" in out.stderr, out.stderr
+        assert time.monotonic() - start < 5
+
+    check("fallback: --io auto under a seccomp filter blocking io_uring serves on epoll, one log line", auto_falls_back_to_epoll)
+    check("fallback: --io uring under the same filter exits non-zero and says why", uring_forced_exits_with_the_reason)
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         static_dir = os.path.join(tmp, "static")
@@ -181,6 +243,10 @@ def main():
             f.write("body{color:red}\n")
         for io in ("uring", "epoll"):
             suite(io, tmp, static_dir)
+        if platform.machine() in ("x86_64", "aarch64"):
+            fallback_suite(static_dir)
+        else:
+            print(f"note: io_uring fallback checks need x86_64 or aarch64, not {platform.machine()}")
     failed = [n for n, e in results if e]
     print(f"proto-tests: {len(results) - len(failed)} passed, {len(failed)} failed")
     sys.exit(1 if failed else 0)
