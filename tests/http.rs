@@ -398,6 +398,37 @@ fn connections_spread_over_both_cores(io: &str) {
     }
 }
 
+fn flags_are_read_from_the_environment(io: &str) {
+    let server = Server::start_with_env(
+        io,
+        &[],
+        &[
+            ("RINGCHAT_KEEP_ALIVE_MAX", "7"),
+            ("RINGCHAT_KEEP_ALIVE_TIMEOUT", "3"),
+        ],
+    );
+    let mut s = server.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, false).unwrap().header("keep-alive"),
+        Some("timeout=3, max=6")
+    );
+    // The command line wins over the environment.
+    let server = Server::start_with_env(
+        io,
+        &["--keep-alive-max", "9"],
+        &[("RINGCHAT_KEEP_ALIVE_MAX", "7")],
+    );
+    let mut s = server.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s, false).unwrap().header("keep-alive"),
+        Some("timeout=5, max=8")
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod uring { $( #[test] fn $name() { super::$name("uring") } )* }
@@ -416,4 +447,5 @@ on_both_backends!(
     graceful_shutdown_finishes_in_flight_requests,
     shutdown_timeout_bounds_the_exit,
     connections_spread_over_both_cores,
+    flags_are_read_from_the_environment,
 );

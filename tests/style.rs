@@ -24,14 +24,27 @@ fn src() -> PathBuf {
 
 /// Code lines only: comments are allowed to name what the code must not use.
 fn code_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(str::trim_start).filter(|l| !l.starts_with("//"))
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with("//"))
 }
 
 #[test]
 fn proto_is_sans_io() {
     let forbidden = [
-        "crate::rt", "crate::server", "crate::store", "tokio", "tokio_uring", "std::net", "std::fs", "std::thread",
-        "std::time::Instant", "std::time::SystemTime", "Instant::now", "SystemTime::now", "unsafe",
+        "crate::rt",
+        "crate::server",
+        "crate::store",
+        "tokio",
+        "tokio_uring",
+        "std::net",
+        "std::fs",
+        "std::thread",
+        "std::time::Instant",
+        "std::time::SystemTime",
+        "Instant::now",
+        "SystemTime::now",
+        "unsafe",
     ];
     let files = rust_files(&src().join("proto"));
     assert!(!files.is_empty());
@@ -39,7 +52,11 @@ fn proto_is_sans_io() {
         let text = fs::read_to_string(&file).unwrap();
         for line in code_lines(&text) {
             for word in forbidden {
-                assert!(!line.contains(word), "{} uses `{word}`: {line}", file.display());
+                assert!(
+                    !line.contains(word),
+                    "{} uses `{word}`: {line}",
+                    file.display()
+                );
             }
         }
     }
@@ -55,7 +72,12 @@ fn unsafe_lives_in_rt_with_a_safety_comment() {
             if code.starts_with("//") || !code.contains("unsafe ") && !code.contains("unsafe{") {
                 continue;
             }
-            assert!(file.starts_with(src().join("rt")), "unsafe outside src/rt: {}:{}", file.display(), i + 1);
+            assert!(
+                file.starts_with(src().join("rt")),
+                "unsafe outside src/rt: {}:{}",
+                file.display(),
+                i + 1
+            );
             let window = &lines[i.saturating_sub(4)..=i];
             assert!(
                 window.iter().any(|l| l.contains("SAFETY:")),
@@ -73,7 +95,11 @@ fn every_file_has_module_docs() {
     for root in roots {
         for file in rust_files(&root) {
             let text = fs::read_to_string(&file).unwrap();
-            assert!(text.starts_with("//!"), "{} must start with a `//!` doc comment", file.display());
+            assert!(
+                text.starts_with("//!"),
+                "{} must start with a `//!` doc comment",
+                file.display()
+            );
         }
     }
 }

@@ -176,12 +176,33 @@ impl Conn {
         }
     }
 
-    /// Writes all of a shared buffer (a cached file, a broadcast frame) without copying it.
-    pub async fn write_all_shared(&self, buf: Bytes) -> io::Result<()> {
-        match &self.stream {
-            Stream::Uring(s) => s.write_all(buf).await.0,
-            Stream::Epoll(s) => epoll_write_all(s, &buf).await,
+    /// Writes all of several shared buffers, in order, with as few system calls as the socket
+    /// allows (one `writev` when the socket takes everything, as it usually does).
+    pub async fn write_all_vectored(&self, mut bufs: Vec<Bytes>) -> io::Result<()> {
+        bufs.retain(|b| !b.is_empty());
+        while !bufs.is_empty() {
+            let written = match &self.stream {
+                Stream::Uring(s) => {
+                    let (result, returned) = s.writev(bufs).await;
+                    bufs = returned;
+                    result?
+                }
+                Stream::Epoll(s) => loop {
+                    s.writable().await?;
+                    let slices: Vec<io::IoSlice<'_>> =
+                        bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+                    match s.try_write_vectored(&slices) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        result => break result?,
+                    }
+                },
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            advance(&mut bufs, written);
         }
+        Ok(())
     }
 
     /// Sets when this connection is shut down if still waiting; `None` for never.
@@ -235,6 +256,21 @@ impl Drop for Conn {
     }
 }
 
+/// Drops `n` written bytes from the front of `bufs`.
+fn advance(bufs: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for b in bufs.iter_mut() {
+        if n >= b.len() {
+            n -= b.len();
+            done += 1;
+        } else {
+            let _ = b.split_to(n);
+            break;
+        }
+    }
+    bufs.drain(..done);
+}
+
 async fn epoll_write_all(s: &tokio::net::TcpStream, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         s.writable().await?;
@@ -246,4 +282,27 @@ async fn epoll_write_all(s: &tokio::net::TcpStream, mut buf: &[u8]) -> io::Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_drops_written_bytes_across_buffers() {
+        let mut bufs = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"fgh"),
+        ];
+        advance(&mut bufs, 4);
+        assert_eq!(
+            bufs,
+            vec![Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]
+        );
+        advance(&mut bufs, 1);
+        assert_eq!(bufs, vec![Bytes::from_static(b"fgh")]);
+        advance(&mut bufs, 3);
+        assert!(bufs.is_empty());
+    }
 }

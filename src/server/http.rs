@@ -194,21 +194,24 @@ async fn drive(core: &Core, conn: &Conn) {
         if !out.buf.is_empty() || out.tail.is_some() {
             conn.set_idle(false);
             conn.set_timeout(settings.send_timeout);
-            let len = out.buf.len() as u64;
-            let (result, buf) = conn.write_all(std::mem::take(&mut out.buf)).await;
-            out.buf = buf;
+            let len = (out.buf.len() + out.tail.as_ref().map_or(0, Bytes::len)) as u64;
+            let result = match out.tail.take() {
+                // A large shared body goes out with its head in one vectored write, uncopied.
+                Some(tail) => {
+                    conn.write_all_vectored(vec![Bytes::copy_from_slice(&out.buf), tail])
+                        .await
+                }
+                None => {
+                    let (result, buf) = conn.write_all(std::mem::take(&mut out.buf)).await;
+                    out.buf = buf;
+                    result
+                }
+            };
             out.buf.clear();
             if result.is_err() {
                 return;
             }
             CoreMetrics::add(&metrics.bytes_out, len);
-            if let Some(tail) = out.tail.take() {
-                let len = tail.len() as u64;
-                if conn.write_all_shared(tail).await.is_err() {
-                    return;
-                }
-                CoreMetrics::add(&metrics.bytes_out, len);
-            }
         }
         match ending {
             Ending::Open => {}

@@ -45,6 +45,11 @@ pub fn fixture() -> tempfile::TempDir {
 
 impl Server {
     pub fn start(io: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(io, extra, &[])
+    }
+
+    /// Starts with extra `RINGCHAT_*` environment variables.
+    pub fn start_with_env(io: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let static_dir = fixture();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
             .args([
@@ -61,6 +66,7 @@ impl Server {
             .arg(static_dir.path())
             .args(extra)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
