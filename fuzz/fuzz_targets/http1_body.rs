@@ -1,39 +1,80 @@
-//! Fuzzes `BodyDecoder`: it must never panic, never consume more than it is given, never
-//! produce more than the limit, and decode the same whether the input comes whole or split.
+//! Fuzzes `BodyDecoder`: it must never panic, never consume more than it is offered, never
+//! produce more than the limit, stick to its first error, and decode identically whether the
+//! input comes whole, split in two, or byte by byte. The first three bytes choose the framing,
+//! the limit and the split; the rest is the input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringchat::proto::http1::{BodyDecoder, BodyFraming};
+use ringchat::proto::http1::{BodyDecoder, BodyError, BodyFraming};
 
-const LIMIT: u64 = 4096;
+#[derive(Debug, PartialEq, Eq)]
+struct Fed {
+    out: Vec<u8>,
+    consumed: usize,
+    done: bool,
+    error: Option<BodyError>,
+}
 
-fn run(framing: BodyFraming, pieces: &[&[u8]]) -> Option<(Vec<u8>, usize, bool)> {
-    let mut d = BodyDecoder::new(framing, LIMIT).ok()?;
-    let mut out = Vec::new();
-    let mut carry = Vec::new();
-    let mut consumed = 0;
+fn feed(framing: BodyFraming, limit: u64, pieces: &[&[u8]]) -> Result<Fed, BodyError> {
+    let mut decoder = BodyDecoder::new(framing, limit)?;
+    let mut fed = Fed {
+        out: Vec::new(),
+        consumed: 0,
+        done: decoder.is_done(),
+        error: None,
+    };
+    let mut pending = Vec::new();
     for piece in pieces {
-        carry.extend_from_slice(piece);
-        let p = d.decode(&carry, &mut out).ok()?;
-        assert!(p.consumed <= carry.len());
-        consumed += p.consumed;
-        carry.drain(..p.consumed);
-        if p.done {
+        if fed.done {
             break;
         }
+        pending.extend_from_slice(piece);
+        match decoder.decode(&pending, &mut fed.out) {
+            Ok(progress) => {
+                assert!(progress.consumed <= pending.len());
+                assert_eq!(progress.done, decoder.is_done());
+                fed.consumed += progress.consumed;
+                fed.done = progress.done;
+                pending.drain(..progress.consumed);
+                assert!(
+                    fed.done || pending.is_empty(),
+                    "input left before the end of the body"
+                );
+            }
+            Err(error) => {
+                assert_eq!(
+                    decoder.decode(b"0\r\n\r\n", &mut Vec::new()),
+                    Err(error.clone())
+                );
+                fed.error = Some(error);
+                fed.consumed = 0;
+                break;
+            }
+        }
     }
-    assert!(out.len() as u64 <= LIMIT);
-    Some((out, consumed, d.is_done()))
+    assert!(fed.out.len() as u64 <= limit, "decoded past the limit");
+    Ok(fed)
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 2 {
+    let [kind, limit, cut, input @ ..] = data else {
         return;
+    };
+    let limit = u64::from(*limit) * 16;
+    let framing = match kind % 4 {
+        0 => BodyFraming::None,
+        1 => BodyFraming::Length(u64::from(*kind / 4) * 8),
+        _ => BodyFraming::Chunked,
+    };
+    let cut = usize::from(*cut).min(input.len());
+    let whole = feed(framing, limit, &[input]);
+    assert_eq!(
+        feed(framing, limit, &[&input[..cut], &input[cut..]]),
+        whole,
+        "split at {cut}"
+    );
+    if input.len() <= 512 {
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(feed(framing, limit, &bytes), whole, "byte by byte");
     }
-    let framing = if data[0] & 1 == 0 { BodyFraming::Chunked } else { BodyFraming::Length(u64::from(data[0] >> 1) * 32) };
-    let cut = usize::from(data[1]) % (data.len() - 1);
-    let body = &data[2..];
-    let whole = run(framing, &[body]);
-    let split = run(framing, &[&body[..cut.min(body.len())], &body[cut.min(body.len())..]]);
-    assert_eq!(whole, split);
 });

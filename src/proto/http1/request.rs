@@ -319,7 +319,7 @@ fn find_head_in(view: &[u8]) -> Result<Option<HeadExtent>, RequestError> {
 
 /// The index of the CR ending the line that starts at `from`, or `None` if the input ends first.
 fn find_line_end(view: &[u8], from: usize) -> Result<Option<usize>, RequestError> {
-    let Some(offset) = view[from..].iter().position(|&b| b == b'\r' || b == b'\n') else {
+    let Some(offset) = find_cr_or_lf(&view[from..]) else {
         return Ok(None);
     };
     let at = from + offset;
@@ -338,6 +338,34 @@ fn find_line_end(view: &[u8], from: usize) -> Result<Option<usize>, RequestError
         // message."
         Some(_) => Err(RequestError::Malformed(BARE_CR)),
     }
+}
+
+/// The index of the first CR or LF in `bytes`.
+///
+/// This runs over every byte of every request head, so it looks at eight bytes at a time: a
+/// byte of `word ^ [CR; 8]` is zero exactly where `word` holds a CR, and `(x - 0x01..) & !x &
+/// 0x80..` flags zero bytes. A flag can be wrong only above a true zero byte (the borrow runs
+/// upwards), so the lowest flag is always right.
+pub(super) fn find_cr_or_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const CRS: u64 = u64::from_le_bytes([b'\r'; 8]);
+    const LFS: u64 = u64::from_le_bytes([b'\n'; 8]);
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("chunks_exact(8) yields 8 bytes"));
+        let found = zero_bytes(word ^ CRS) | zero_bytes(word ^ LFS);
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = words.remainder();
+    tail.iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map(|at| offset + at)
 }
 
 /// Turns an httparse error into the most precise error we can name. Only runs on a bad head.

@@ -346,7 +346,7 @@ fn limit_vectors_whole_and_at_every_prefix() {
 
 #[test]
 fn request_vector_count() {
-    // The brief asks for at least 40; keep the tables from shrinking by accident.
+    // Coverage floor: keep the tables from shrinking by accident.
     assert!(REQUESTS.len() + generated_requests().len() >= 40);
 }
 
@@ -873,6 +873,16 @@ proptest! {
                 prop_assert!(out.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn line_end_search_matches_a_plain_scan(
+        bytes in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(0u8), Just(0x8d), any::<u8>()], 0..40),
+        filler in 0usize..20,
+    ) {
+        let input = [vec![b'a'; filler], bytes].concat();
+        let plain = input.iter().position(|&b| b == b'\r' || b == b'\n');
+        prop_assert_eq!(super::request::find_cr_or_lf(&input), plain);
     }
 
     #[test]
