@@ -16,6 +16,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,14 +58,18 @@ pub(crate) struct Registry {
     entries: RefCell<Vec<Weak<Entry>>>,
     open: Cell<usize>,
     draining: Cell<bool>,
+    /// Set by the main thread on SIGINT/SIGTERM, before any core notices its listener stopped:
+    /// responses from then on say `Connection: close`. Written once; read with a relaxed load.
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Rc<Self> {
+    pub(crate) fn new(shutting_down: Arc<AtomicBool>) -> Rc<Self> {
         Rc::new(Registry {
             entries: RefCell::new(Vec::new()),
             open: Cell::new(0),
             draining: Cell::new(false),
+            shutting_down,
         })
     }
 
@@ -228,7 +234,7 @@ impl Conn {
 
     /// Whether this core is shutting down: finish the current response, then close.
     pub fn draining(&self) -> bool {
-        self.registry.draining.get()
+        self.registry.draining.get() || self.registry.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Half-closes the sending side (FIN) once everything is written.

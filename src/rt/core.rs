@@ -304,7 +304,7 @@ async fn core_main<S: Service>(
     shutting_down: Arc<AtomicBool>,
     service: Rc<S>,
 ) {
-    let registry = Registry::new();
+    let registry = Registry::new(shutting_down.clone());
     let sweeper = {
         let registry = registry.clone();
         tokio::task::spawn_local(async move {
