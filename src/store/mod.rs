@@ -1,3 +1,211 @@
-//! Persistence behind one interface: Redis + MySQL for production, SQLite embedded by default.
+//! Persistence behind one interface: users, sessions and room messages.
 //!
-//! Empty until the storage issue lands; the HTTP foundation keeps no state that needs storing.
+//! Production deployments keep users in MySQL/MariaDB and sessions and messages in Redis
+//! (the BoostServerTech data model, shared/spec/compat.md); with neither configured everything
+//! lives in an embedded SQLite database. This module defines the values and errors every
+//! backend speaks; the backends live in submodules. It does no I/O itself.
+//!
+//! **A message is stored, and may be acknowledged, only once its backend has returned its id**
+//! (Redis: XADD's reply; embedded: after the transaction that holds it committed).
+
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Users are numbered by the database (`BIGINT AUTO_INCREMENT`).
+pub type UserId = i64;
+
+/// Users' names and emails are at most this many bytes (the reference schema's VARCHAR(100)).
+pub const USER_FIELD_BYTES_MAX: usize = 100;
+/// Messages returned by one history query at most.
+pub const HISTORY_PAGE_MESSAGES_MAX: usize = 100;
+/// Sessions live this long (seconds), as in the reference: 7 days.
+pub const SESSION_TTL_S: u64 = 604_800;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+}
+
+/// What login needs: the id and the stored password hash (a PHC string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub id: UserId,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+}
+
+/// The outcome of creating a user. Duplicates are decided by looking at the data, never by
+/// parsing a database's error text (the reference server's defect on MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateUser {
+    Created(UserId),
+    /// The username is taken (reported first when both are).
+    UsernameExists,
+    EmailExists,
+}
+
+/// A Redis-stream-style entry id, `<ms>-<seq>`: ordered by time, then by sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl MessageId {
+    /// The id that follows `self` for a message stamped `now_ms`: Redis's rule for `XADD *`
+    /// (the time never goes backwards; within one millisecond the sequence grows).
+    pub fn next_after(self, now_ms: u64) -> MessageId {
+        if now_ms > self.ms {
+            MessageId { ms: now_ms, seq: 0 }
+        } else {
+            MessageId { ms: self.ms, seq: self.seq + 1 }
+        }
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A string that is not `<ms>-<seq>` with both parts decimal u64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadMessageId;
+
+impl FromStr for MessageId {
+    type Err = BadMessageId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ms, seq) = s.split_once('-').ok_or(BadMessageId)?;
+        let digits = |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return Err(BadMessageId);
+        }
+        Ok(MessageId { ms: ms.parse().map_err(|_| BadMessageId)?, seq: seq.parse().map_err(|_| BadMessageId)? })
+    }
+}
+
+/// A message as a client sent it, stamped by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub content: String,
+    pub user_id: UserId,
+    pub timestamp_ms: u64,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub content: String,
+    pub user_id: UserId,
+    pub timestamp_ms: u64,
+}
+
+/// Which backend an error came from; it decides the reaction (503, reconnect, error event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Redis,
+    Mysql,
+    Embedded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend cannot be reached or refused the work; try again later (503).
+    Unavailable { side: Side, detail: String },
+    /// The backend did not answer within its timeout (503).
+    Timeout { side: Side },
+    /// The backend answered something we cannot interpret: a bug or a foreign schema (500).
+    Corrupt { side: Side, detail: String },
+}
+
+impl StoreError {
+    pub fn side(&self) -> Side {
+        match self {
+            StoreError::Unavailable { side, .. } | StoreError::Timeout { side } | StoreError::Corrupt { side, .. } => *side,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable { side, detail } => write!(f, "{side:?} unavailable: {detail}"),
+            StoreError::Timeout { side } => write!(f, "{side:?} timed out"),
+            StoreError::Corrupt { side, detail } => write!(f, "{side:?} answered unexpectedly: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The stream entry's payload field, exactly as the reference writes it:
+/// `{"content": str, "timestamp": ms, "user_id": int}`.
+pub fn encode_payload(message: &NewMessage) -> String {
+    serde_json::json!({
+        "content": message.content,
+        "timestamp": message.timestamp_ms,
+        "user_id": message.user_id,
+    })
+    .to_string()
+}
+
+/// Reads a payload written by [`encode_payload`] or by the reference server.
+pub fn decode_payload(id: MessageId, payload: &[u8]) -> Result<StoredMessage, String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+    let content = v.get("content").and_then(|c| c.as_str()).ok_or("payload has no string content")?;
+    let timestamp_ms = v.get("timestamp").and_then(|t| t.as_u64()).ok_or("payload has no timestamp")?;
+    let user_id = v.get("user_id").and_then(|u| u.as_i64()).ok_or("payload has no user_id")?;
+    Ok(StoredMessage { id, content: content.to_string(), user_id, timestamp_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_parse_print_and_order() {
+        let a: MessageId = "1700000000000-0".parse().unwrap();
+        let b: MessageId = "1700000000000-1".parse().unwrap();
+        let c: MessageId = "1700000000001-0".parse().unwrap();
+        assert!(a < b && b < c);
+        assert_eq!(b.to_string(), "1700000000000-1");
+        for bad in ["", "1", "1-", "-1", "a-1", "1-b", "1-2-3", "+1-2", "1 -2", "99999999999999999999999-0"] {
+            assert_eq!(bad.parse::<MessageId>(), Err(BadMessageId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_id_follows_redis_rules() {
+        let last = MessageId { ms: 10, seq: 4 };
+        assert_eq!(last.next_after(11), MessageId { ms: 11, seq: 0 });
+        assert_eq!(last.next_after(10), MessageId { ms: 10, seq: 5 });
+        // A clock that stepped back never produces a smaller id.
+        assert_eq!(last.next_after(3), MessageId { ms: 10, seq: 5 });
+    }
+
+    #[test]
+    fn payload_round_trips_and_reads_the_reference_format() {
+        let m = NewMessage { content: "héllo \"x\"".into(), user_id: 7, timestamp_ms: 1_700_000_000_123 };
+        let json = encode_payload(&m);
+        assert_eq!(json, r#"{"content":"héllo \"x\"","timestamp":1700000000123,"user_id":7}"#);
+        let id = MessageId { ms: 1, seq: 2 };
+        let stored = decode_payload(id, json.as_bytes()).unwrap();
+        assert_eq!((stored.content.as_str(), stored.user_id, stored.timestamp_ms), ("héllo \"x\"", 7, 1_700_000_000_123));
+        // The reference server writes the same keys, possibly spaced.
+        let reference = br#"{ "content": "hi", "timestamp": 5, "user_id": 3 }"#;
+        assert_eq!(decode_payload(id, reference).unwrap().content, "hi");
+        assert!(decode_payload(id, b"{\"content\":1}").is_err());
+        assert!(decode_payload(id, b"not json").is_err());
+    }
+}
