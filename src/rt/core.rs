@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::conn::{Conn, Registry, SWEEP_INTERVAL_MS, Stream};
-use super::{affinity, listener};
+use super::{affinity, client, listener};
 use crate::config::IoMode;
 
 /// io_uring submission queue entries per core.
@@ -256,45 +256,23 @@ where
             "could not pin thread: {e}"
         );
     }
-    match info.backend {
-        Backend::Uring => {
-            let mut builder = tokio_uring::builder();
-            builder
-                .entries(URING_SUBMISSION_ENTRIES)
-                .uring_builder(tokio_uring::uring_builder().setup_cqsize(URING_COMPLETION_ENTRIES));
-            let runtime = tokio_uring::Runtime::new(&builder)?;
-            runtime.block_on(async move {
-                let listener = Listener::Uring(tokio_uring::net::TcpListener::from_std(listener));
-                core_main(
-                    info,
-                    listener,
-                    connections_max,
-                    shutting_down,
-                    make_service(info),
-                )
-                .await
-            });
-        }
-        Backend::Epoll => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move {
-                let listener = Listener::Epoll(tokio::net::TcpListener::from_std(listener)?);
-                core_main(
-                    info,
-                    listener,
-                    connections_max,
-                    shutting_down,
-                    make_service(info),
-                )
-                .await;
-                Ok::<_, io::Error>(())
-            })?;
-        }
-    }
-    Ok(())
+    let backend = info.backend;
+    client::block_on(backend, async move {
+        let listener = match backend {
+            Backend::Uring => Listener::Uring(tokio_uring::net::TcpListener::from_std(listener)),
+            Backend::Epoll => Listener::Epoll(tokio::net::TcpListener::from_std(listener)?),
+        };
+        client::enter(backend, shutting_down.clone());
+        core_main(
+            info,
+            listener,
+            connections_max,
+            shutting_down,
+            make_service(info),
+        )
+        .await;
+        Ok(())
+    })?
 }
 
 async fn core_main<S: Service>(

@@ -9,11 +9,13 @@
 //! All `unsafe` in ringchat lives under this module.
 
 mod affinity;
+mod client;
 mod conn;
 mod core;
 mod listener;
 
 pub use self::affinity::available_cpus;
+pub use self::client::{connect, run_local};
 pub use self::conn::{Conn, SWEEP_INTERVAL_MS};
 pub use self::core::{Backend, CoreInfo, RtOptions, Service, choose_backend, run};
 pub use self::listener::LISTEN_BACKLOG_CONNECTIONS;
