@@ -6,3 +6,4 @@
 //! Incomplete input is `Partial` and consumes nothing; every limit is a named constant.
 
 pub mod http1;
+pub mod mysql;
