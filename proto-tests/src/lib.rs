@@ -16,7 +16,10 @@ pub const PEER_START_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A port nobody listens on right now (the peer binds it a moment later).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 fn need(binary: &str, package: &str) -> PathBuf {
@@ -26,7 +29,9 @@ fn need(binary: &str, package: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{binary} is not installed: run proto-tests/run (it installs `{package}`), or apt-get install {package}");
+    panic!(
+        "{binary} is not installed: run proto-tests/run (it installs `{package}`), or apt-get install {package}"
+    );
 }
 
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool, child: &mut Child, log: &Path) {
@@ -39,7 +44,10 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool, child: &mut Child, lo
             let log = std::fs::read_to_string(log).unwrap_or_default();
             panic!("{what} exited with {status} before it was ready:\n{log}");
         }
-        assert!(Instant::now() < deadline, "{what} not ready within {PEER_START_DEADLINE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {PEER_START_DEADLINE:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -63,8 +71,22 @@ impl Redis {
 
     fn spawn(dir: &Path, port: u16) -> Child {
         Command::new(need("redis-server", "redis-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "no"])
-            .args(["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "no",
+            ])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(dir)
             .arg("--logfile")
@@ -110,7 +132,9 @@ impl Redis {
 }
 
 fn self_ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     if s.write_all(b"PING\r\n").is_err() {
         return false;
@@ -144,10 +168,18 @@ impl MariaDb {
         let out = Command::new(need("mariadb-install-db", "mariadb-server"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+            .args([
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root",
+            ])
             .output()
             .expect("run mariadb-install-db");
-        assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let child = Self::spawn(dir.path(), port);
         let mut db = MariaDb { port, child, dir };
@@ -169,8 +201,15 @@ impl MariaDb {
             .arg(format!("--socket={}", dir.join("sock").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", dir.join("err.log").display()))
-            .args(["--bind-address=127.0.0.1", "--skip-name-resolve", "--user=root"])
-            .args(["--innodb-flush-log-at-trx-commit=1", "--innodb-buffer-pool-size=32M"])
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--user=root",
+            ])
+            .args([
+                "--innodb-flush-log-at-trx-commit=1",
+                "--innodb-buffer-pool-size=32M",
+            ])
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -198,17 +237,37 @@ impl MariaDb {
     }
 
     pub fn url(&self) -> String {
-        format!("mysql://{}:{}@127.0.0.1:{}/{}", Self::USER, Self::PASSWORD, self.port, Self::DATABASE)
+        format!(
+            "mysql://{}:{}@127.0.0.1:{}/{}",
+            Self::USER,
+            Self::PASSWORD,
+            self.port,
+            Self::DATABASE
+        )
     }
 
     /// Runs SQL as root over the server's socket and returns its tab-separated output.
     pub fn root_sql(&self, sql: &str) -> String {
         let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot", "--batch", "--skip-column-names", "-e", sql])
-            .arg(format!("--socket={}", self.dir.path().join("sock").display()))
+            .args([
+                "--no-defaults",
+                "-uroot",
+                "--batch",
+                "--skip-column-names",
+                "-e",
+                sql,
+            ])
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("sock").display()
+            ))
             .output()
             .expect("run mariadb client");
-        assert!(out.status.success(), "SQL failed: {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "SQL failed: {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -10,7 +10,11 @@ fn redis_starts_keeps_appendonly_data_across_kill9() {
     assert!(redis.raw("XADD room * payload x").starts_with(b"$"));
     redis.kill9();
     redis.restart();
-    assert_eq!(redis.raw("XLEN room"), b":1\r\n", "appendonly kept the entry");
+    assert_eq!(
+        redis.raw("XLEN room"),
+        b":1\r\n",
+        "appendonly kept the entry"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! **A message is stored, and may be acknowledged, only once its backend has returned its id**
 //! (Redis: XADD's reply; embedded: after the transaction that holds it committed).
 
+pub mod mysql;
 
 use std::fmt;
 use std::str::FromStr;
@@ -66,7 +67,10 @@ impl MessageId {
         if now_ms > self.ms {
             MessageId { ms: now_ms, seq: 0 }
         } else {
-            MessageId { ms: self.ms, seq: self.seq + 1 }
+            MessageId {
+                ms: self.ms,
+                seq: self.seq + 1,
+            }
         }
     }
 }
@@ -86,11 +90,15 @@ impl FromStr for MessageId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ms, seq) = s.split_once('-').ok_or(BadMessageId)?;
-        let digits = |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
         if !digits(ms) || !digits(seq) {
             return Err(BadMessageId);
         }
-        Ok(MessageId { ms: ms.parse().map_err(|_| BadMessageId)?, seq: seq.parse().map_err(|_| BadMessageId)? })
+        Ok(MessageId {
+            ms: ms.parse().map_err(|_| BadMessageId)?,
+            seq: seq.parse().map_err(|_| BadMessageId)?,
+        })
     }
 }
 
@@ -132,7 +140,9 @@ pub enum StoreError {
 impl StoreError {
     pub fn side(&self) -> Side {
         match self {
-            StoreError::Unavailable { side, .. } | StoreError::Timeout { side } | StoreError::Corrupt { side, .. } => *side,
+            StoreError::Unavailable { side, .. }
+            | StoreError::Timeout { side }
+            | StoreError::Corrupt { side, .. } => *side,
         }
     }
 }
@@ -142,7 +152,9 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable { side, detail } => write!(f, "{side:?} unavailable: {detail}"),
             StoreError::Timeout { side } => write!(f, "{side:?} timed out"),
-            StoreError::Corrupt { side, detail } => write!(f, "{side:?} answered unexpectedly: {detail}"),
+            StoreError::Corrupt { side, detail } => {
+                write!(f, "{side:?} answered unexpectedly: {detail}")
+            }
         }
     }
 }
@@ -162,11 +174,26 @@ pub fn encode_payload(message: &NewMessage) -> String {
 
 /// Reads a payload written by [`encode_payload`] or by the reference server.
 pub fn decode_payload(id: MessageId, payload: &[u8]) -> Result<StoredMessage, String> {
-    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
-    let content = v.get("content").and_then(|c| c.as_str()).ok_or("payload has no string content")?;
-    let timestamp_ms = v.get("timestamp").and_then(|t| t.as_u64()).ok_or("payload has no timestamp")?;
-    let user_id = v.get("user_id").and_then(|u| u.as_i64()).ok_or("payload has no user_id")?;
-    Ok(StoredMessage { id, content: content.to_string(), user_id, timestamp_ms })
+    let v: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+    let content = v
+        .get("content")
+        .and_then(|c| c.as_str())
+        .ok_or("payload has no string content")?;
+    let timestamp_ms = v
+        .get("timestamp")
+        .and_then(|t| t.as_u64())
+        .ok_or("payload has no timestamp")?;
+    let user_id = v
+        .get("user_id")
+        .and_then(|u| u.as_i64())
+        .ok_or("payload has no user_id")?;
+    Ok(StoredMessage {
+        id,
+        content: content.to_string(),
+        user_id,
+        timestamp_ms,
+    })
 }
 
 #[cfg(test)]
@@ -180,7 +207,18 @@ mod tests {
         let c: MessageId = "1700000000001-0".parse().unwrap();
         assert!(a < b && b < c);
         assert_eq!(b.to_string(), "1700000000000-1");
-        for bad in ["", "1", "1-", "-1", "a-1", "1-b", "1-2-3", "+1-2", "1 -2", "99999999999999999999999-0"] {
+        for bad in [
+            "",
+            "1",
+            "1-",
+            "-1",
+            "a-1",
+            "1-b",
+            "1-2-3",
+            "+1-2",
+            "1 -2",
+            "99999999999999999999999-0",
+        ] {
             assert_eq!(bad.parse::<MessageId>(), Err(BadMessageId), "{bad}");
         }
     }
@@ -196,12 +234,22 @@ mod tests {
 
     #[test]
     fn payload_round_trips_and_reads_the_reference_format() {
-        let m = NewMessage { content: "héllo \"x\"".into(), user_id: 7, timestamp_ms: 1_700_000_000_123 };
+        let m = NewMessage {
+            content: "héllo \"x\"".into(),
+            user_id: 7,
+            timestamp_ms: 1_700_000_000_123,
+        };
         let json = encode_payload(&m);
-        assert_eq!(json, r#"{"content":"héllo \"x\"","timestamp":1700000000123,"user_id":7}"#);
+        assert_eq!(
+            json,
+            r#"{"content":"héllo \"x\"","timestamp":1700000000123,"user_id":7}"#
+        );
         let id = MessageId { ms: 1, seq: 2 };
         let stored = decode_payload(id, json.as_bytes()).unwrap();
-        assert_eq!((stored.content.as_str(), stored.user_id, stored.timestamp_ms), ("héllo \"x\"", 7, 1_700_000_000_123));
+        assert_eq!(
+            (stored.content.as_str(), stored.user_id, stored.timestamp_ms),
+            ("héllo \"x\"", 7, 1_700_000_000_123)
+        );
         // The reference server writes the same keys, possibly spaced.
         let reference = br#"{ "content": "hi", "timestamp": 5, "user_id": 3 }"#;
         assert_eq!(decode_payload(id, reference).unwrap().content, "hi");
