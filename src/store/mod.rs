@@ -8,6 +8,7 @@
 //! **A message is stored, and may be acknowledged, only once its backend has returned its id**
 //! (Redis: XADD's reply; embedded: after the transaction that holds it committed).
 
+pub mod embedded;
 pub mod mysql;
 
 use std::fmt;
@@ -196,9 +197,57 @@ pub fn decode_payload(id: MessageId, payload: &[u8]) -> Result<StoredMessage, St
     })
 }
 
+/// Splits `host[:port]` or `[v6]:port` from a store URL; the brackets of an
+/// IPv6 literal are removed and `default_port` is used when none is given.
+pub(crate) fn split_host_port(hostport: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed [ in {hostport}"))?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None => return Err(format!("unexpected text after ] in {hostport}")),
+            },
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("no host in {hostport}"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("bad port in {hostport}"))?,
+        None => default_port,
+    };
+    Ok((host.to_string(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_hosts_ports_and_ipv6_literals() {
+        let ok = |s: &str| split_host_port(s, 6379).unwrap();
+        assert_eq!(ok("h"), ("h".into(), 6379));
+        assert_eq!(ok("h:1"), ("h".into(), 1));
+        assert_eq!(ok("[::1]"), ("::1".into(), 6379));
+        assert_eq!(ok("[::1]:7000"), ("::1".into(), 7000));
+        for bad in [
+            "", ":1", "h:", "h:0", "h:x", "h:70000", "[::1", "[::1]x", "[]:1",
+        ] {
+            assert!(split_host_port(bad, 1).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn message_ids_parse_print_and_order() {

@@ -99,24 +99,14 @@ impl MysqlConfig {
         if database.is_empty() || database.contains(['/', '?']) {
             return Err("a MySQL URL needs one database name after the host".into());
         }
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("bad port in {hostport}"))?,
-            ),
-            None => (hostport, 3306),
-        };
+        let (host, port) = super::split_host_port(hostport, 3306)?;
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
                 .map(|c| c.into_owned())
         };
         Ok(MysqlConfig {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            host,
             port,
             user: decode(user).map_err(|_| "user is not UTF-8")?,
             password: decode(password).map_err(|_| "password is not UTF-8")?,
