@@ -67,6 +67,23 @@ fn users_and_duplicates(backend: Backend) {
             CreateUser::UsernameExists
         );
 
+        // The table's default collation compares case-insensitively; the duplicate check by
+        // data must agree with the unique index about that.
+        assert_eq!(
+            store
+                .create_user(new_user("ALICE", "a2@example.com"))
+                .await
+                .unwrap(),
+            CreateUser::UsernameExists
+        );
+        assert_eq!(
+            store
+                .create_user(new_user("bob", "Alice@Example.com"))
+                .await
+                .unwrap(),
+            CreateUser::EmailExists
+        );
+
         let creds = store
             .credentials_by_email("alice@example.com")
             .await
