@@ -7,6 +7,7 @@ pipelining through a proxy's upstream keep-alive pool, chunked uploads, HEAD, co
 Prints one line per check and a closing 'N passed, N failed' line; exits non-zero on failure.
 Standard library only.
 """
+import atexit
 import http.client
 import os
 import re
@@ -22,6 +23,14 @@ import tempfile
 import time
 
 BIN = os.environ.get("RINGCHAT_BIN", "target/release/ringchat")
+# Each server started here gets its own embedded-store directory under this one (the database
+# is locked to one process); all removed at exit.
+DATA_ROOT = tempfile.mkdtemp(prefix="ringchat-peers-data-")
+atexit.register(shutil.rmtree, DATA_ROOT, True)
+
+
+def data_dir():
+    return tempfile.mkdtemp(dir=DATA_ROOT)
 DEADLINE_S = 20
 results = []
 
@@ -61,7 +70,8 @@ class Ringchat:
     def __init__(self, io, static_dir):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [BIN, "--listen", f"127.0.0.1:{self.port}", "--threads", "2", "--io", io, "--static", static_dir],
+            [BIN, "--listen", f"127.0.0.1:{self.port}", "--threads", "2", "--io", io, "--static", static_dir,
+             "--data-dir", data_dir()],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_http(self.port)
 
@@ -204,7 +214,8 @@ def block_io_uring():
 def fallback_suite(static_dir):
     def auto_falls_back_to_epoll():
         port = free_port()
-        proc = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}", "--threads", "2", "--static", static_dir],
+        proc = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{port}", "--threads", "2", "--static", static_dir,
+                                 "--data-dir", data_dir()],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=block_io_uring)
         try:
             wait_http(port)
@@ -223,7 +234,8 @@ def fallback_suite(static_dir):
 
     def uring_forced_exits_with_the_reason():
         start = time.monotonic()
-        out = subprocess.run([BIN, "--listen", "127.0.0.1:0", "--io", "uring", "--static", static_dir],
+        out = subprocess.run([BIN, "--listen", "127.0.0.1:0", "--io", "uring", "--static", static_dir,
+                              "--data-dir", data_dir()],
                              capture_output=True, text=True, timeout=10, preexec_fn=block_io_uring)
         assert out.returncode != 0, out
         assert "io_uring is unavailable" in out.stderr and "seccomp" in out.stderr, out.stderr

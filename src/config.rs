@@ -6,8 +6,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+use crate::store::StoreOptions;
+use crate::store::mysql::MysqlConfig;
+use crate::store::redis::RedisConfig;
 
 /// Which I/O backend the per-core runtimes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,4 +89,129 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub connections_per_core_max: usize,
+
+    /// Directory of the embedded SQLite store, used for users without --mysql and for sessions
+    /// and messages without --redis. Created when missing.
+    #[arg(long, env = "RINGCHAT_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Keep users in MySQL or MariaDB: mysql://user:password@host:port/database (the table is
+    /// created when missing).
+    #[arg(long, env = "RINGCHAT_MYSQL", value_parser = MysqlConfig::from_url)]
+    pub mysql: Option<MysqlConfig>,
+
+    /// MySQL connections per core kept open at least / opened at most.
+    #[arg(long, env = "RINGCHAT_MYSQL_POOL_MIN", default_value_t = 1)]
+    pub mysql_pool_min: usize,
+    #[arg(long, env = "RINGCHAT_MYSQL_POOL_MAX", default_value_t = 8)]
+    pub mysql_pool_max: usize,
+
+    /// How long a request waits for a free MySQL connection of its core (e.g. 1s, 500ms).
+    #[arg(long, env = "RINGCHAT_MYSQL_ACQUIRE_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub mysql_acquire_timeout: Duration,
+
+    /// How long one MySQL statement may take, connecting included.
+    #[arg(long, env = "RINGCHAT_MYSQL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub mysql_timeout: Duration,
+
+    /// Keep sessions and messages in Redis: redis://[user:password@]host[:port][/db]
+    /// (the BoostServerTech data model; Redis 6.2 or later).
+    #[arg(long, env = "RINGCHAT_REDIS", value_parser = RedisConfig::from_url)]
+    pub redis: Option<RedisConfig>,
+
+    /// How long one Redis request may take before it fails (503 or an error event).
+    #[arg(long, env = "RINGCHAT_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// At start-up, how long to wait for --mysql and --redis to answer before giving up
+    /// with an error.
+    #[arg(long, env = "RINGCHAT_STORE_WAIT", default_value = "10s", value_parser = parse_duration)]
+    pub store_wait: Duration,
+}
+
+impl Config {
+    /// The storage backends as the command line chose them, with their pool and timeout
+    /// settings applied.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            mysql: self.mysql.clone().map(|mut m| {
+                m.pool_min = self.mysql_pool_min;
+                m.pool_max = self.mysql_pool_max.max(1).max(self.mysql_pool_min);
+                m.acquire_timeout = self.mysql_acquire_timeout;
+                m.query_timeout = self.mysql_timeout;
+                m
+            }),
+            redis: self.redis.clone().map(|mut r| {
+                r.timeout = self.redis_timeout;
+                r
+            }),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
+/// A duration written as `250ms`, `2s`, `1m`, or a bare number of seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (text, 1000.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (examples: 250ms, 2s, 1.5, 1m)"))?;
+    if !value.is_finite() || value <= 0.0 || value * unit_ms > 86_400_000.0 {
+        return Err(format!("'{text}' must be above zero and at most a day"));
+    }
+    Ok(Duration::from_micros(
+        (value * unit_ms * 1000.0).round() as u64
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        for bad in ["", "s", "-1s", "0", "abc", "2h", "nan", "inf", "100000s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn store_flags_shape_the_backends() {
+        let c = Config::parse_from([
+            "ringchat",
+            "--mysql",
+            "mysql://u:secret@db:3307/chat",
+            "--mysql-pool-max",
+            "3",
+            "--redis",
+            "redis://r:6380/2",
+            "--redis-timeout",
+            "300ms",
+        ]);
+        let o = c.store_options();
+        let m = o.mysql.unwrap();
+        assert_eq!((m.host.as_str(), m.port, m.pool_max), ("db", 3307, 3));
+        let r = o.redis.unwrap();
+        assert_eq!(
+            (r.port, r.db, r.timeout),
+            (6380, 2, Duration::from_millis(300))
+        );
+        assert!(!format!("{c:?}").contains("secret"));
+        assert!(Config::try_parse_from(["ringchat", "--mysql", "postgres://x"]).is_err());
+        assert!(Config::try_parse_from(["ringchat", "--redis-timeout", "soon"]).is_err());
+    }
 }

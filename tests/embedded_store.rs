@@ -119,7 +119,10 @@ fn users_create_find_and_upgrade() {
         // Both taken, by two different users.
         assert_eq!(dup("alice", "b@x.io").await, Ok(CreateUser::UsernameExists));
         assert_eq!(dup("bob", "a@x.io").await, Ok(CreateUser::UsernameExists));
-        // Byte-exact comparison, UTF-8 welcome.
+        // Case-insensitive for ASCII, as under MySQL's default collation.
+        assert_eq!(dup("ALICE", "c@x.io").await, Ok(CreateUser::UsernameExists));
+        assert_eq!(dup("carol", "A@X.IO").await, Ok(CreateUser::EmailExists));
+        // UTF-8 welcome.
         let Ok(CreateUser::Created(ny)) = dup("ñandú 🦤", "ñ@example.com").await else {
             panic!("UTF-8 user not created")
         };
@@ -127,6 +130,14 @@ fn users_create_find_and_upgrade() {
         let credentials = store.credentials_by_email("a@x.io").await.unwrap().unwrap();
         assert_eq!(credentials.id, alice);
         assert_eq!(credentials.password_hash, "hash-of-alice");
+        assert_eq!(
+            store
+                .credentials_by_email("A@x.IO")
+                .await
+                .unwrap()
+                .map(|c| c.id),
+            Some(alice)
+        );
         assert_eq!(store.credentials_by_email("zz@x.io").await, Ok(None));
 
         let user = |id, name: &str| User {

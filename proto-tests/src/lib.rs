@@ -5,10 +5,13 @@
 //! is a test failure with a message saying what to install, never a skip. Nothing here is a
 //! mock: tests talk to the real servers. Readiness is polled with a deadline, never slept for.
 
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// How long a peer may take to start answering.
@@ -57,19 +60,33 @@ pub struct Redis {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
+    /// Arguments added to the command line (see [`Redis::start_with`]), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Redis::start`], with more command-line arguments after the usual ones, e.g.
+    /// `["--rename-command", "HELLO", ""]`; [`Redis::restart`] passes them again.
+    pub fn start_with(extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let child = Self::spawn(dir.path(), port);
-        let mut redis = Redis { port, child, dir };
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let child = Self::spawn(dir.path(), port, &extra);
+        let mut redis = Redis {
+            port,
+            child,
+            dir,
+            extra,
+        };
         redis.wait_ready();
         redis
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
+    fn spawn(dir: &Path, port: u16, extra: &[String]) -> Child {
         Command::new(need("redis-server", "redis-server"))
             .args([
                 "--port",
@@ -91,6 +108,7 @@ impl Redis {
             .arg(dir)
             .arg("--logfile")
             .arg(dir.join("redis.log"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -115,7 +133,7 @@ impl Redis {
 
     /// Starts again on the same port with the same data (after [`Redis::kill9`]).
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.port);
+        self.child = Self::spawn(self.dir.path(), self.port, &self.extra);
         self.wait_ready();
     }
 
@@ -129,6 +147,53 @@ impl Redis {
         buf.truncate(n);
         buf
     }
+
+    /// Like [`Redis::raw`], but sends the command as a RESP array, so arguments may hold
+    /// spaces, quotes or any bytes.
+    pub fn raw_args(&self, args: &[&[u8]]) -> Vec<u8> {
+        let mut command = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            command.extend_from_slice(arg);
+            command.extend_from_slice(b"\r\n");
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&command).unwrap();
+        let mut buf = vec![0; 64 * 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        buf.truncate(n);
+        buf
+    }
+}
+
+/// Runs `futures` concurrently on the current task and returns their outputs in order. Each is
+/// first polled in order, in one pass, so whatever they do before their first wait (queueing a
+/// command, say) happens in that order and within one loop turn.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
 fn self_ping(port: u16) -> bool {
@@ -165,9 +230,14 @@ impl MariaDb {
     pub fn start() -> MariaDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
+        // A private tmpdir: with the shared /tmp, bootstraps running in parallel (tests, other
+        // checkouts) have been seen to trip over each other's temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("mariadb tmpdir");
         let out = Command::new(need("mariadb-install-db", "mariadb-server"))
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -201,6 +271,7 @@ impl MariaDb {
             .arg(format!("--socket={}", dir.join("sock").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", dir.join("err.log").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .args([
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",

@@ -22,7 +22,8 @@ use self::response::{Body, DateCache, Response};
 use self::static_files::StaticFiles;
 use crate::config::Config;
 use crate::proto::http1::RequestHead;
-use crate::rt::{self, Conn, CoreInfo, RtOptions, Service};
+use crate::rt::{self, Backend, Conn, CoreInfo, RtOptions, Service};
+use crate::store::{Store, StoreSetup};
 
 /// The parts of the configuration the HTTP server uses, in their working units.
 #[derive(Debug, Clone)]
@@ -55,6 +56,9 @@ pub struct Core {
     all_metrics: Arc<[CoreMetrics]>,
     date: DateCache,
     statics: StaticFiles,
+    /// This core's storage (used by the API routes).
+    #[allow(dead_code)]
+    store: Store,
 }
 
 impl Core {
@@ -139,6 +143,21 @@ pub fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Opens the storage the configuration names and waits (at most `--store-wait`) until its
+/// network backends answer, so a wrong address or password stops the server at start-up.
+pub fn open_store(config: &Config) -> io::Result<StoreSetup> {
+    let setup = StoreSetup::open(&config.store_options())
+        .map_err(|e| io::Error::other(format!("storage: {e}")))?;
+    tracing::info!("storage: {}", setup.describe());
+    rt::run_local(Backend::Epoll, setup.check(config.store_wait))?.map_err(|e| {
+        io::Error::other(format!(
+            "storage did not answer within {:?}: {e}",
+            config.store_wait
+        ))
+    })?;
+    Ok(setup)
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(config: Config) -> io::Result<()> {
     let threads = if config.threads == 0 {
@@ -161,15 +180,25 @@ pub fn run(config: Config) -> io::Result<()> {
         connections_per_core_max: config.connections_per_core_max,
     };
     let static_dir = config.static_dir.clone();
-    rt::run(options, move |info| {
+    let store = Arc::new(open_store(&config)?);
+    let cores_store = store.clone();
+    let served = rt::run(options, move |info| {
         Rc::new(Core {
             info,
             settings: settings.clone(),
             all_metrics: all_metrics.clone(),
             date: DateCache::default(),
             statics: StaticFiles::new(&static_dir),
+            store: cores_store.for_core(),
         })
-    })
+    });
+    // The cores are gone; the embedded store finishes its queue and checkpoints.
+    let closed = match Arc::try_unwrap(store) {
+        Ok(setup) => setup.close(),
+        Err(_) => Ok(()),
+    };
+    served?;
+    closed.map_err(|e| io::Error::other(format!("storage: {e}")))
 }
 
 #[cfg(test)]

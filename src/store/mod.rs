@@ -9,7 +9,13 @@
 //! (Redis: XADD's reply; embedded: after the transaction that holds it committed).
 
 pub mod embedded;
+mod handle;
 pub mod mysql;
+pub mod redis;
+
+pub use handle::{
+    SESSION_ID_BYTES, SESSION_ID_DRAWS_MAX, Store, StoreOptions, StoreSetup, draw_session_id,
+};
 
 use std::fmt;
 use std::str::FromStr;
@@ -138,6 +144,16 @@ pub enum StoreError {
     Corrupt { side: Side, detail: String },
 }
 
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Redis => "Redis",
+            Side::Mysql => "MySQL",
+            Side::Embedded => "the embedded store",
+        })
+    }
+}
+
 impl StoreError {
     pub fn side(&self) -> Side {
         match self {
@@ -151,10 +167,10 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Unavailable { side, detail } => write!(f, "{side:?} unavailable: {detail}"),
-            StoreError::Timeout { side } => write!(f, "{side:?} timed out"),
+            StoreError::Unavailable { side, detail } => write!(f, "{side} unavailable: {detail}"),
+            StoreError::Timeout { side } => write!(f, "{side} timed out"),
             StoreError::Corrupt { side, detail } => {
-                write!(f, "{side:?} answered unexpectedly: {detail}")
+                write!(f, "{side} answered unexpectedly: {detail}")
             }
         }
     }

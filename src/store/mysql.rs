@@ -357,9 +357,11 @@ pub struct MysqlStore {
 }
 
 impl MysqlStore {
-    /// Creates the pool and opens its `pool_min` connections (creating the schema if missing).
-    pub async fn connect(config: MysqlConfig) -> Result<MysqlStore, StoreError> {
-        let store = MysqlStore {
+    /// Creates the pool without connecting: the first call opens the first connection (and
+    /// creates the schema if missing). What each core does at start-up, so a core never waits
+    /// on the database before it serves.
+    pub fn new(config: MysqlConfig) -> MysqlStore {
+        MysqlStore {
             pool: Rc::new(Pool {
                 config,
                 idle: RefCell::new(Vec::new()),
@@ -369,7 +371,12 @@ impl MysqlStore {
                 backoff_ms: Cell::new(MYSQL_BACKOFF_MS_MIN),
                 schema_ready: Cell::new(false),
             }),
-        };
+        }
+    }
+
+    /// Creates the pool and opens its `pool_min` connections (creating the schema if missing).
+    pub async fn connect(config: MysqlConfig) -> Result<MysqlStore, StoreError> {
+        let store = MysqlStore::new(config);
         let mut warm = Vec::new();
         for _ in 0..store.pool.config.pool_min.max(1) {
             warm.push(store.acquire().await?);

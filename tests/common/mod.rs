@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub log: mpsc::Receiver<String>,
     pub static_dir: tempfile::TempDir,
+    /// The embedded store's directory, private to this server.
+    pub data_dir: tempfile::TempDir,
 }
 
 /// A static root with the files the tests expect.
@@ -51,6 +53,7 @@ impl Server {
     /// Starts with extra `RINGCHAT_*` environment variables.
     pub fn start_with_env(io: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let static_dir = fixture();
+        let data_dir = tempfile::tempdir().expect("data tempdir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
             .args([
                 "--listen",
@@ -64,6 +67,8 @@ impl Server {
                 "--static",
             ])
             .arg(static_dir.path())
+            .arg("--data-dir")
+            .arg(data_dir.path())
             .args(extra)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
@@ -99,6 +104,7 @@ impl Server {
             addr,
             log: rx,
             static_dir,
+            data_dir,
         }
     }
 

@@ -26,14 +26,17 @@ const WAL_BYTES_LIMIT: i64 = 64 * 1024 * 1024;
 /// none is ever prepared twice.
 const STATEMENT_CACHE_MAX: usize = 32;
 
-/// `users` mirrors the reference MySQL schema (shared/spec/compat.md). Messages are keyed by
+/// `users` mirrors the reference MySQL schema (shared/spec/compat.md). Usernames and emails
+/// compare case-insensitively (`COLLATE NOCASE`), as they do under MySQL's default `_ci`
+/// collations, so `Alice` and `alice` are one name on every backend (SQLite folds ASCII only;
+/// MySQL also folds accented letters). Messages are keyed by
 /// room then id, so every history page is one range scan of the primary key; `WITHOUT ROWID`
 /// stores them in that order once instead of in a table plus an index.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    username TEXT NOT NULL UNIQUE,
-    email TEXT NOT NULL UNIQUE,
+    username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    email TEXT NOT NULL UNIQUE COLLATE NOCASE,
     password TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (

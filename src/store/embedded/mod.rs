@@ -35,8 +35,8 @@
 //! [`EmbeddedStore::waiter`] gives a way to wait after the handles are gone.
 //!
 //! Not here: several processes on one database, replication, backups, schema migrations beyond
-//! creating the tables when missing, MySQL's case-insensitive collation (usernames and emails
-//! compare byte for byte), validation of field lengths (the server validates before calling).
+//! creating the tables when missing, MySQL's folding of non-ASCII letters (usernames and emails
+//! compare case-insensitively for ASCII only), validation of field lengths (the server validates before calling).
 
 mod db;
 mod thread;
