@@ -246,7 +246,7 @@ start_ringchat() { # backend
     port=$picked_port
     logfile=$tmp/$name.log
     local cmd=("$RINGCHAT_BIN" --listen "127.0.0.1:$port" --threads 1 --io "$backend"
-        --static "$STATIC_DIR" --keep-alive-max "$KEEP_ALIVE_MAX")
+        --static "$STATIC_DIR" --keep-alive-max "$KEEP_ALIVE_MAX" --data-dir "$tmp/$name-data")
     taskset -c "$SERVER_CPU" "${cmd[@]}" >"$logfile" 2>&1 &
     pid=$!
     started_pids+=("$pid")
