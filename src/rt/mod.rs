@@ -13,12 +13,14 @@ mod client;
 mod conn;
 mod core;
 mod listener;
+mod workers;
 
 pub use self::affinity::available_cpus;
 pub use self::client::{connect, run_local};
 pub use self::conn::{Conn, SWEEP_INTERVAL_MS};
 pub use self::core::{Backend, CoreInfo, RtOptions, Service, choose_backend, run};
 pub use self::listener::LISTEN_BACKLOG_CONNECTIONS;
+pub use self::workers::{Busy, WORKER_QUEUE_JOBS_MAX, WORKER_THREADS_MAX, WorkerGone, Workers};
 
 /// Spawns a task on the current core. Tasks never migrate between cores.
 pub fn spawn<F>(task: F)
