@@ -46,7 +46,14 @@ def messages_for(depth):
         return 2000
     if "MESSAGES" in os.environ:
         return int(os.environ["MESSAGES"])
-    return 200_000 if depth == 1 else 1_000_000
+    return 50_000 if depth == 1 else 1_000_000
+
+
+def embedded_messages_for(depth):
+    """Each embedded ack waits for an fsync; keep the depth-1 window a few seconds long."""
+    if SMOKE:
+        return 2000
+    return 20_000 if depth == 1 else 200_000
 
 
 def free_port():
@@ -172,17 +179,41 @@ def main():
                 dirpath = tempfile.mkdtemp(prefix="embedded-", dir=work)
                 wall, cpu, out = run_client(
                     ["taskset", "-c", "0", persist, "--backend", "embedded", "--dir", dirpath,
-                     "--in-flight", str(depth), "--messages", str(min(n, 200_000)), "--content", str(CONTENT_BYTES)])
+                     "--in-flight", str(depth), "--messages", str(embedded_messages_for(depth)), "--content", str(CONTENT_BYTES)])
                 kv = parse_kv(out.strip().splitlines()[-1])
                 record("embedded", depth, int(kv["messages"]), wall, cpu, 0.0,
                        {k: int(kv[k]) for k in ("p50_us", "p99_us", "max_us")})
                 shutil.rmtree(dirpath)
             print(f"round {run + 1}/{RUNS} done", file=sys.stderr)
-        report(results, version)
+        import contextlib
+        import io
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            report(results, version)
+        print(text.getvalue())
+        if not SMOKE:
+            write_results(text.getvalue())
     finally:
         redis.kill()
         redis.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def write_results(table):
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    path = os.path.join(ROOT, "bench", "results", f"store-persist-{day}.md")
+    if os.path.exists(path):
+        path = path[:-3] + time.strftime("-%H%M", time.gmtime()) + ".md"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    with open(path, "w") as f:
+        f.write(f"# store-persist, {day}\n\n")
+        f.write(f"- commit {commit}; {os.cpu_count()} CPUs ({cpu}); kernel {os.uname().release}\n")
+        f.write(f"- command: `RUNS={RUNS} DEPTHS={','.join(map(str, DEPTHS))} bench/store-persist.py`\n")
+        f.write("- client pinned to CPU 0, redis-server to CPU 1; the embedded store's process (runtime and "
+                "storage thread) pinned to CPU 0\n")
+        f.write(table)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def med(values):

@@ -181,12 +181,17 @@ impl std::error::Error for StoreError {}
 /// The stream entry's payload field, exactly as the reference writes it:
 /// `{"content": str, "timestamp": ms, "user_id": int}`.
 pub fn encode_payload(message: &NewMessage) -> String {
-    serde_json::json!({
-        "content": message.content,
-        "timestamp": message.timestamp_ms,
-        "user_id": message.user_id,
-    })
-    .to_string()
+    // Written directly (it is on every append's path): one allocation, keys in the reference's
+    // order, the content escaped by serde_json.
+    let mut out = Vec::with_capacity(message.content.len() + 64);
+    out.extend_from_slice(b"{\"content\":");
+    serde_json::to_writer(&mut out, &message.content).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(b",\"timestamp\":");
+    out.extend_from_slice(itoa::Buffer::new().format(message.timestamp_ms).as_bytes());
+    out.extend_from_slice(b",\"user_id\":");
+    out.extend_from_slice(itoa::Buffer::new().format(message.user_id).as_bytes());
+    out.push(b'}');
+    String::from_utf8(out).expect("JSON text is UTF-8")
 }
 
 /// Reads a payload written by [`encode_payload`] or by the reference server.

@@ -9,6 +9,8 @@
 /// Appends `args` as one command. RESP2 protocol page: "Clients send commands to a Redis server
 /// as an array of bulk strings."
 pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
+    // One reservation for the whole command: a header of at most 23 bytes per argument.
+    out.reserve(16 + args.iter().map(|a| a.len() + 23).sum::<usize>());
     encode_header(b'*', args.len(), out);
     for arg in args {
         encode_bulk(&[arg], out);
