@@ -127,6 +127,27 @@ pub struct Config {
     /// with an error.
     #[arg(long, env = "RINGCHAT_STORE_WAIT", default_value = "10s", value_parser = parse_duration)]
     pub store_wait: Duration,
+
+    /// Add `Secure` to the session cookie (serve over HTTPS, e.g. behind a TLS proxy).
+    #[arg(long, env = "RINGCHAT_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// Password-hashing threads (argon2id, scrypt). 0 = half the cores, at least 1.
+    #[arg(long, env = "RINGCHAT_HASH_THREADS", default_value_t = 0)]
+    pub hash_threads: usize,
+
+    /// Password hashes waiting for a hashing thread at most; beyond it, 503 with Retry-After.
+    #[arg(long, env = "RINGCHAT_HASH_QUEUE", default_value_t = 64)]
+    pub hash_queue: usize,
+
+    /// Failed logins allowed per client address, and separately per email, per minute
+    /// (also the burst); beyond it, 429 with Retry-After.
+    #[arg(long, env = "RINGCHAT_LOGIN_FAILURES_PER_MINUTE", default_value_t = 10)]
+    pub login_failures_per_minute: u32,
+
+    /// Successful sign-ups allowed per client address per hour (also the burst).
+    #[arg(long, env = "RINGCHAT_SIGNUPS_PER_HOUR", default_value_t = 30)]
+    pub signups_per_hour: u32,
 }
 
 impl Config {

@@ -1,5 +1,6 @@
 //! Real peers for tests: a redis-server or a MariaDB started on a private loopback port with its
-//! data in a temp dir, stopped (and its data removed) when dropped.
+//! data in a temp dir, stopped (and its data removed) when dropped; and [`Ringchat`], the server
+//! binary itself on an ephemeral port, for tests that speak HTTP to it.
 //!
 //! The binaries must be installed (`proto-tests/run` installs them with apt-get); a missing one
 //! is a test failure with a message saying what to install, never a skip. Nothing here is a
@@ -357,5 +358,181 @@ impl MariaDb {
 impl Drop for MariaDb {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// How long the ringchat binary may take to log that it is listening.
+pub const RINGCHAT_START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a stopped (SIGTERM) ringchat may take to exit.
+pub const RINGCHAT_STOP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The ringchat binary under test: `RINGCHAT_BIN` when set, else `<target>/debug/ringchat`
+/// (`CARGO_TARGET_DIR` respected), built with `cargo build --bin ringchat` once when missing.
+/// It is not rebuilt when present: run `cargo build --bin ringchat` before the tests.
+pub fn ringchat_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("RINGCHAT_BIN") {
+                let bin = PathBuf::from(bin);
+                assert!(
+                    bin.exists(),
+                    "RINGCHAT_BIN={} does not exist",
+                    bin.display()
+                );
+                return bin;
+            }
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("proto-tests sits in the workspace root")
+                .to_path_buf();
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .map_or_else(|| workspace.join("target"), |t| workspace.join(t));
+            let bin = target.join("debug").join("ringchat");
+            if !bin.exists() {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "--bin", "ringchat"])
+                    .current_dir(&workspace)
+                    .status()
+                    .expect("run cargo build --bin ringchat");
+                assert!(status.success(), "cargo build --bin ringchat failed");
+                assert!(bin.exists(), "{} missing after cargo build", bin.display());
+            }
+            bin
+        })
+        .clone()
+}
+
+/// The ringchat binary, started on `127.0.0.1:0` with its own static root and data directory
+/// (both temp dirs) and killed when dropped. The bound address is read from its `listening`
+/// log line; its log is echoed to stderr with a `[ringchat]` prefix.
+pub struct Ringchat {
+    pub addr: std::net::SocketAddr,
+    child: Child,
+    args: Vec<String>,
+    static_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
+}
+
+impl Ringchat {
+    /// Starts with `--listen 127.0.0.1:0 --threads 2 --data-dir <temp> --static <temp>` and
+    /// `extra` (which may give its own `--threads`).
+    pub fn start(extra: &[&str]) -> Ringchat {
+        let static_dir = tempfile::tempdir().expect("static tempdir");
+        std::fs::write(
+            static_dir.path().join("index.html"),
+            "<!doctype html>ringchat\n",
+        )
+        .expect("write index.html");
+        let data_dir = tempfile::tempdir().expect("data tempdir");
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a == "--threads") {
+            args.extend(["--threads".to_string(), "2".to_string()]);
+        }
+        let (child, addr) = Self::spawn(static_dir.path(), data_dir.path(), &args);
+        Ringchat {
+            addr,
+            child,
+            args,
+            static_dir,
+            data_dir,
+        }
+    }
+
+    fn spawn(static_dir: &Path, data_dir: &Path, args: &[String]) -> (Child, std::net::SocketAddr) {
+        let mut child = Command::new(ringchat_binary())
+            .args(["--listen", "127.0.0.1:0", "--log-level", "info", "--static"])
+            .arg(static_dir)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringchat");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[ringchat] {line}");
+                // The receiver goes away once the address is known; keep echoing.
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + RINGCHAT_START_DEADLINE;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(e) => {
+                    let status = child.try_wait();
+                    let _ = child.kill();
+                    panic!("ringchat did not log `listening` ({e}); exit status {status:?}");
+                }
+            };
+            if line.contains("listening")
+                && let Some(rest) = line.split("addr=").nth(1)
+            {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                break addr
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad addr in log line: {line}"));
+            }
+        };
+        (child, addr)
+    }
+
+    /// The embedded store's directory (`<dir>/ringchat.sqlite3`).
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit (the embedded store checkpoints
+    /// and releases its lock). [`Ringchat::restart`] starts it again on the same directories.
+    pub fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + RINGCHAT_STOP_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for ringchat") {
+                assert!(
+                    status.success(),
+                    "ringchat exited with {status} after SIGTERM"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ringchat did not exit within {RINGCHAT_STOP_DEADLINE:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts again (after [`Ringchat::stop`]) with the same flags and directories; the
+    /// address changes.
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, addr) = Self::spawn(self.static_dir.path(), self.data_dir.path(), &self.args);
+        self.child = child;
+        self.addr = addr;
+    }
+}
+
+impl Drop for Ringchat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -6,6 +6,7 @@
 //! - [`password`]: PHC password hashes: new ones in argon2id ([`hash_argon2id`]), verification
 //!   of argon2id and of the reference's scrypt hashes ([`verify`], which also says when a
 //!   stored hash should be upgraded), and [`dummy_verify`] for unknown emails.
+//! - [`ratelimit`]: token buckets per client address and per email, with bounded memory.
 //!
 //! The REST layer's flow, for orientation: validate the body here; on create-account, hash the
 //! password; on login, look the user up in the store and [`verify`] (or [`dummy_verify`] when
@@ -13,9 +14,10 @@
 //! CPU-heavy and run on [`crate::rt::Workers`], never on a core's event loop.
 //!
 //! Not here: I/O of any kind, users and sessions themselves (they live in [`crate::store`]),
-//! session tokens and cookies, HTTP responses, and rate limiting.
+//! session tokens and cookies, HTTP responses (`crate::server::api` builds those).
 
 pub mod password;
+pub mod ratelimit;
 pub mod validate;
 
 pub use self::password::{PasswordError, Verified, dummy_verify, hash_argon2id, verify};

@@ -107,7 +107,7 @@ async fn drive(core: &Core, conn: &Conn) {
                         }) => {
                             head_clock_running = false;
                             if head.framing == BodyFraming::None {
-                                let response = core.respond(&head, &[]).await;
+                                let response = core.respond(&head, &[], conn.peer().ip()).await;
                                 let keep = head.keep_alive;
                                 pos += consumed;
                                 if push(core, response, keep, &mut served, conn, &mut out) {
@@ -115,7 +115,7 @@ async fn drive(core: &Core, conn: &Conn) {
                                 }
                                 continue;
                             }
-                            match BodyDecoder::new(head.framing, settings.body_bytes_max) {
+                            match BodyDecoder::new(head.framing, core.body_limit(&head)) {
                                 Err(e) => {
                                     // 413 before reading the body: the rest of the input is not
                                     // ours to interpret, so the connection ends.
@@ -169,7 +169,7 @@ async fn drive(core: &Core, conn: &Conn) {
                         let response = match decode_request(&head, &mut slots) {
                             Ok(Decode::Complete { value: head, .. }) => {
                                 let keep = head.keep_alive;
-                                (core.respond(&head, &body).await, keep)
+                                (core.respond(&head, &body, conn.peer().ip()).await, keep)
                             }
                             _ => (
                                 Response::json_error(

@@ -5,12 +5,14 @@
 //! everything else from the static root. Nothing here touches sockets or the runtime directly;
 //! it speaks to connections only through [`crate::rt::Conn`].
 
+pub mod api;
 mod http;
 pub mod metrics;
 pub mod response;
 pub mod static_files;
 
 use std::io;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,10 +22,11 @@ use bytes::Bytes;
 use self::metrics::CoreMetrics;
 use self::response::{Body, DateCache, Response};
 use self::static_files::StaticFiles;
+use crate::accounts::ratelimit::Rule as RateRule;
 use crate::config::Config;
 use crate::proto::http1::RequestHead;
 use crate::rt::{self, Backend, Conn, CoreInfo, RtOptions, Service};
-use crate::store::{Store, StoreSetup};
+use crate::store::StoreSetup;
 
 /// The parts of the configuration the HTTP server uses, in their working units.
 #[derive(Debug, Clone)]
@@ -56,9 +59,7 @@ pub struct Core {
     all_metrics: Arc<[CoreMetrics]>,
     date: DateCache,
     statics: StaticFiles,
-    /// This core's storage (used by the API routes).
-    #[allow(dead_code)]
-    store: Store,
+    api: api::Api,
 }
 
 impl Core {
@@ -74,8 +75,18 @@ impl Core {
         self.date.now()
     }
 
-    /// Answers one request. Async because later routes wait on storage.
-    async fn respond(&self, head: &RequestHead<'_>, _body: &[u8]) -> Response {
+    /// The largest body a request may carry: API bodies are small JSON documents.
+    fn body_limit(&self, head: &RequestHead<'_>) -> u64 {
+        let path = route_path(head.target);
+        if path == "/api" || path.starts_with("/api/") {
+            self.settings.body_bytes_max.min(api::API_BODY_BYTES_MAX)
+        } else {
+            self.settings.body_bytes_max
+        }
+    }
+
+    /// Answers one request. Async because API routes wait on storage and hashing.
+    async fn respond(&self, head: &RequestHead<'_>, body: &[u8], peer: IpAddr) -> Response {
         let path = route_path(head.target);
         match path {
             "/healthz" => self.operations(head, || {
@@ -95,7 +106,7 @@ impl Core {
                 )
             }),
             p if p == "/api" || p.starts_with("/api/") => {
-                Response::json_error(404, "NOT_FOUND", "no such API endpoint")
+                self.api.respond(p, head, body, peer).await
             }
             _ => self.statics.respond(head, Instant::now()),
         }
@@ -182,6 +193,22 @@ pub fn run(config: Config) -> io::Result<()> {
     let static_dir = config.static_dir.clone();
     let store = Arc::new(open_store(&config)?);
     let cores_store = store.clone();
+    let hash_threads = match config.hash_threads {
+        0 => (threads / 2).max(1),
+        n => n,
+    };
+    let workers = rt::Workers::start(hash_threads, config.hash_queue.max(1))?;
+    let limits = api::Limits {
+        login_failures: RateRule::per(config.login_failures_per_minute, Duration::from_secs(60)),
+        signups: RateRule::per(config.signups_per_hour, Duration::from_secs(3600)),
+    };
+    let secure_cookies = config.secure_cookies;
+    tracing::info!(
+        threads = hash_threads,
+        queue = config.hash_queue,
+        "password hashing pool"
+    );
+    let cores_workers = workers.clone();
     let served = rt::run(options, move |info| {
         Rc::new(Core {
             info,
@@ -189,9 +216,15 @@ pub fn run(config: Config) -> io::Result<()> {
             all_metrics: all_metrics.clone(),
             date: DateCache::default(),
             statics: StaticFiles::new(&static_dir),
-            store: cores_store.for_core(),
+            api: api::Api::new(
+                cores_store.for_core(),
+                cores_workers.clone(),
+                secure_cookies,
+                limits,
+            ),
         })
     });
+    drop(workers);
     // The cores are gone; the embedded store finishes its queue and checkpoints.
     let closed = match Arc::try_unwrap(store) {
         Ok(setup) => setup.close(),

@@ -16,6 +16,7 @@
 //! ([`RequestError::status`], [`BodyError::status`]), never unbounded growth.
 
 mod body;
+mod cookie;
 mod request;
 mod response;
 
@@ -23,6 +24,7 @@ mod response;
 mod tests;
 
 pub use body::{BodyDecoder, BodyError, BodyProgress};
+pub use cookie::{COOKIE_VALUE_BYTES_MAX, find_cookie, find_in_field, set_cookie_value};
 pub use request::{BodyFraming, RequestError, RequestHead, Version, decode_request};
 pub use response::{HeaderValueError, encode_header, encode_status_line, reason};
 

@@ -29,7 +29,8 @@ const STATEMENT_CACHE_MAX: usize = 32;
 /// `users` mirrors the reference MySQL schema (shared/spec/compat.md). Usernames and emails
 /// compare case-insensitively (`COLLATE NOCASE`), as they do under MySQL's default `_ci`
 /// collations, so `Alice` and `alice` are one name on every backend (SQLite folds ASCII only;
-/// MySQL also folds accented letters). Messages are keyed by
+/// MySQL also folds accented letters, and its PAD SPACE collations ignore trailing spaces, so
+/// `alice ` is `alice` there and a different name here). Messages are keyed by
 /// room then id, so every history page is one range scan of the primary key; `WITHOUT ROWID`
 /// stores them in that order once instead of in a table plus an index.
 const SCHEMA: &str = "
