@@ -16,6 +16,9 @@
 //!   them would stack hashing onto chosen cores' event loops. Start the pool on the main thread
 //!   before any pinning, since threads inherit their parent's affinity. How many threads
 //!   (ringchat uses max(1, cores / 2)) is the caller's decision.
+//! - The threads run at nice [`WORKER_NICE`] under `SCHED_BATCH`: on a CPU shared with a core,
+//!   the core's event loop preempts a hash as soon as it wakes instead of waiting out the
+//!   hash's time slice, so HTTP and chat latency hold during a login storm (bench/login.py).
 //! - A job that panics is caught (`catch_unwind`) and reported to its submitter as
 //!   [`WorkerGone::Panicked`]; the thread goes on with the next job.
 //! - When the last [`Workers`] handle is dropped the queue closes; the threads finish every job
@@ -23,7 +26,7 @@
 //!   thread itself, which cannot wait for itself). Keep one handle on the main thread so the
 //!   last drop happens there, at shutdown.
 //!
-//! Not here: priorities, cancellation of a queued job whose submitter went away (it still runs;
+//! Not here: priorities between jobs, cancellation of a queued job whose submitter went away (it still runs;
 //! its result is dropped), per-job time limits (the jobs' own inputs must be bounded, as
 //! password hashes' parameters are), and resizing the pool after start.
 
@@ -47,6 +50,10 @@ pub const WORKER_QUEUE_JOBS_MAX: usize = 64 * 1024;
 pub const WORKER_STACK_BYTES: usize = 256 * 1024;
 /// The prefix of worker threads' names; the thread index follows.
 pub const WORKER_THREAD_NAME_PREFIX: &str = "ringchat-hash-";
+/// The workers' nice value. They share CPUs with the cores; a lower priority lets a core's
+/// event loop preempt a hash as soon as it has work, instead of waiting out the hash's time
+/// slice (milliseconds), while an idle CPU still hashes at full speed.
+pub const WORKER_NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -103,6 +110,26 @@ struct Counters {
     busy: AtomicUsize,
 }
 
+/// Gives the calling thread [`WORKER_NICE`] and `SCHED_BATCH` (CPU-bound, no wake-up
+/// preemption of others). Best effort: a refusal only costs latency, so it is logged, not fatal.
+fn lower_priority() {
+    // SAFETY: `gettid` has no preconditions; `setpriority` and `sched_setscheduler` only read
+    // their arguments, and `param` is a valid `sched_param` that outlives the call.
+    let outcome = unsafe {
+        let tid = libc::gettid();
+        let param = libc::sched_param { sched_priority: 0 };
+        let batch = libc::sched_setscheduler(tid, libc::SCHED_BATCH, &param);
+        let nice = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WORKER_NICE);
+        (batch, nice)
+    };
+    if outcome != (0, 0) {
+        tracing::debug!(
+            "could not lower a hashing thread's priority: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 impl Workers {
     /// Starts `threads` worker threads sharing a queue of at most `queue_max` waiting jobs.
     /// `queue_max` may be 0: then a job is taken only when a thread is idle.
@@ -139,7 +166,10 @@ impl Workers {
             let thread = thread::Builder::new()
                 .name(format!("{WORKER_THREAD_NAME_PREFIX}{index}"))
                 .stack_size(WORKER_STACK_BYTES)
-                .spawn(move || work(&receiver, &counters))?;
+                .spawn(move || {
+                    lower_priority();
+                    work(&receiver, &counters)
+                })?;
             pool.threads.push(thread);
         }
         Ok(Workers {
