@@ -70,6 +70,11 @@ const ROUTES: [(&str, &str); 4] = [
     ("/api/me", "GET, HEAD"),
 ];
 
+/// Whether `path` is one of the API's endpoints (whatever the method).
+pub fn is_endpoint(path: &str) -> bool {
+    ROUTES.iter().any(|(p, _)| *p == path)
+}
+
 impl Api {
     pub fn new(store: Store, workers: Workers, secure_cookies: bool, limits: Limits) -> Api {
         Api {

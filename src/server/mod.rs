@@ -75,10 +75,10 @@ impl Core {
         self.date.now()
     }
 
-    /// The largest body a request may carry: API bodies are small JSON documents.
+    /// The largest body a request may carry: the API's bodies are small JSON documents (other
+    /// paths under /api/ get the general limit, then their 404).
     fn body_limit(&self, head: &RequestHead<'_>) -> u64 {
-        let path = route_path(head.target);
-        if path == "/api" || path.starts_with("/api/") {
+        if api::is_endpoint(route_path(head.target)) {
             self.settings.body_bytes_max.min(api::API_BODY_BYTES_MAX)
         } else {
             self.settings.body_bytes_max
