@@ -13,6 +13,7 @@ mod client;
 mod conn;
 mod core;
 mod listener;
+mod mesh;
 mod workers;
 
 pub use self::affinity::available_cpus;
@@ -20,6 +21,9 @@ pub use self::client::{connect, run_local};
 pub use self::conn::{Conn, SWEEP_INTERVAL_MS};
 pub use self::core::{Backend, CoreInfo, RtOptions, Service, choose_backend, run};
 pub use self::listener::LISTEN_BACKLOG_CONNECTIONS;
+pub use self::mesh::{
+    Full, MESH_CORES_MAX, MESH_RING_CAPACITY_DEFAULT, MESH_RING_CAPACITY_MAX, MeshEndpoint, mesh,
+};
 pub use self::workers::{Busy, WORKER_QUEUE_JOBS_MAX, WORKER_THREADS_MAX, WorkerGone, Workers};
 
 /// Spawns a task on the current core. Tasks never migrate between cores.
