@@ -3,9 +3,19 @@
 //! - [`rooms`]: the configured rooms (`--rooms`), their ids' rules, and each room's owner core.
 //! - [`events`]: decoding client events (with a specific error for each way they can be
 //!   wrong) and encoding server events with the reference's exact key order.
+//! - [`sequencer`]: the owner core's per-room queue of posts, one batch at the store per room,
+//!   so a room's messages are fanned out in the store's id order; failed batches are reported,
+//!   never retried.
+//! - [`subscribers`]: one core's map of rooms to its local connections, holding broadcasts for
+//!   a connection until its `hello` is sent and dropping those the `hello` already showed.
+//! - [`outbox`]: one connection's outbound frames, bounded in bytes (queued plus being written),
+//!   taken in coalesced batches; past the budget the connection is cut as a slow consumer.
 //!
-//! Not wired into the server yet: the WebSocket endpoint, the per-core room maps and the
-//! cross-core fan-out come with the rest of the real-time chat issue.
+//! Not wired into the server yet: the WebSocket endpoint and the cross-core rings that carry
+//! posts to owners and frames back come with the rest of the real-time chat issue.
 
 pub mod events;
+pub mod outbox;
 pub mod rooms;
+pub mod sequencer;
+pub mod subscribers;
