@@ -8,3 +8,4 @@
 pub mod http1;
 pub mod mysql;
 pub mod resp;
+pub mod ws;
