@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::proto::ws::AllowedOrigins;
 use crate::store::StoreOptions;
 use crate::store::mysql::MysqlConfig;
 use crate::store::redis::RedisConfig;
@@ -148,6 +149,27 @@ pub struct Config {
     /// Successful sign-ups allowed per client address per hour (also the burst).
     #[arg(long, env = "RINGCHAT_SIGNUPS_PER_HOUR", default_value_t = 30)]
     pub signups_per_hour: u32,
+
+    /// Largest WebSocket message accepted, in bytes; a larger one closes with 1009.
+    #[arg(long, env = "RINGCHAT_WS_MAX_MESSAGE", default_value_t = 64 * 1024)]
+    pub ws_max_message: usize,
+
+    /// How often the server pings each WebSocket client.
+    #[arg(long, env = "RINGCHAT_WS_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub ws_ping_interval: Duration,
+
+    /// A WebSocket client that sends nothing (not even pongs) for this long is disconnected.
+    #[arg(long, env = "RINGCHAT_WS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub ws_idle_timeout: Duration,
+
+    /// Origins allowed to open WebSockets: `same-host` (the request's own Host), `*`, or a
+    /// comma-separated list such as `https://chat.example.com,https://example.com`.
+    #[arg(long, env = "RINGCHAT_ALLOWED_ORIGINS", default_value = "same-host", value_parser = parse_origins)]
+    pub allowed_origins: AllowedOrigins,
+
+    /// Serve `/api/ws-echo`, a WebSocket that echoes every message (for the Autobahn suite).
+    #[arg(long, env = "RINGCHAT_WS_ECHO")]
+    pub ws_echo: bool,
 }
 
 impl Config {
@@ -167,6 +189,30 @@ impl Config {
                 r
             }),
             data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
+/// `same-host`, `*`, or a comma-separated list of origins (`scheme://host[:port]`).
+pub fn parse_origins(text: &str) -> Result<AllowedOrigins, String> {
+    match text.trim() {
+        "same-host" => Ok(AllowedOrigins::SameHost),
+        "*" => Ok(AllowedOrigins::Any),
+        list => {
+            let origins: Vec<String> = list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .collect();
+            for o in &origins {
+                let rest = o
+                    .strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+                    .ok_or_else(|| format!("origin {o:?} must start with http:// or https://"))?;
+                if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+                    return Err(format!("origin {o:?} must be scheme://host[:port]"));
+                }
+            }
+            Ok(AllowedOrigins::List(origins))
         }
     }
 }

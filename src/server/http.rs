@@ -21,9 +21,11 @@ use bytes::Bytes;
 use super::Core;
 use super::metrics::CoreMetrics;
 use super::response::{Persistence, Response, encode};
+use super::ws;
 use crate::proto::http1::{
     BodyDecoder, BodyFraming, Decode, HEADERS_COUNT_MAX, RequestHead, decode_request,
 };
+use crate::proto::ws::{Handshake, check_upgrade, encode_accept};
 use crate::rt::Conn;
 
 /// Initial capacity of a connection's read buffer; it grows only while a head is incomplete,
@@ -55,6 +57,8 @@ enum Ending {
     Close,
     /// Close after an error that may leave unread input: half-close and discard for a while.
     Linger,
+    /// The 101 is in the output: after it, the connection speaks WebSocket.
+    Upgrade(ws::Endpoint),
 }
 
 pub(super) async fn serve(core: Rc<Core>, conn: Conn) {
@@ -106,6 +110,33 @@ async fn drive(core: &Core, conn: &Conn) {
                             consumed,
                         }) => {
                             head_clock_running = false;
+                            if head.framing == BodyFraming::None
+                                && let Some(endpoint) = core.ws_endpoint(&head)
+                            {
+                                pos += consumed;
+                                match check_upgrade(&head, &core.ws_settings().allowed_origins) {
+                                    Handshake::Accept { accept_key } => {
+                                        encode_accept(&accept_key, &mut out.buf);
+                                        core.metrics().response(101);
+                                        ending = Ending::Upgrade(endpoint);
+                                    }
+                                    Handshake::Reject {
+                                        status,
+                                        reason,
+                                        headers,
+                                    } => {
+                                        let mut r =
+                                            Response::json_error(status, error_id(status), reason);
+                                        let mut lines = r.headers.to_vec();
+                                        lines.extend_from_slice(headers);
+                                        r.headers = Bytes::from(lines);
+                                        r.close = true;
+                                        push(core, r, false, &mut served, conn, &mut out);
+                                        ending = Ending::Close;
+                                    }
+                                }
+                                continue;
+                            }
                             if head.framing == BodyFraming::None {
                                 let response = core.respond(&head, &[], conn.peer().ip()).await;
                                 let keep = head.keep_alive;
@@ -223,6 +254,10 @@ async fn drive(core: &Core, conn: &Conn) {
                 linger(conn, input).await;
                 return;
             }
+            Ending::Upgrade(endpoint) => {
+                ws::serve(core, conn, input, endpoint).await;
+                return;
+            }
         }
         if paused {
             // Decoding stopped at the output limit with requests possibly still buffered:
@@ -295,6 +330,9 @@ fn push(
 fn error_id(status: u16) -> &'static str {
     match status {
         400 => "BAD_REQUEST",
+        403 => "FORBIDDEN",
+        405 => "METHOD_NOT_ALLOWED",
+        426 => "UPGRADE_REQUIRED",
         413 => "PAYLOAD_TOO_LARGE",
         414 => "URI_TOO_LONG",
         431 => "HEADERS_TOO_LARGE",

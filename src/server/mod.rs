@@ -10,6 +10,7 @@ mod http;
 pub mod metrics;
 pub mod response;
 pub mod static_files;
+pub mod ws;
 
 use std::io;
 use std::net::IpAddr;
@@ -31,6 +32,7 @@ use crate::store::StoreSetup;
 /// The parts of the configuration the HTTP server uses, in their working units.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub ws: ws::WsSettings,
     pub keep_alive_timeout: Duration,
     pub keep_alive_max: u64,
     pub header_timeout: Duration,
@@ -42,6 +44,13 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(config: &Config) -> Settings {
         Settings {
+            ws: ws::WsSettings {
+                message_bytes_max: config.ws_max_message,
+                ping_interval: config.ws_ping_interval,
+                idle_timeout: config.ws_idle_timeout,
+                allowed_origins: config.allowed_origins.clone(),
+                echo: config.ws_echo,
+            },
             keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout),
             keep_alive_max: config.keep_alive_max.max(1),
             header_timeout: Duration::from_secs(config.header_timeout),
@@ -69,6 +78,18 @@ impl Core {
 
     fn metrics(&self) -> &CoreMetrics {
         &self.all_metrics[self.info.index]
+    }
+
+    fn ws_settings(&self) -> &ws::WsSettings {
+        &self.settings.ws
+    }
+
+    /// The WebSocket endpoint a request targets, if any (the upgrade is checked after).
+    fn ws_endpoint(&self, head: &RequestHead<'_>) -> Option<ws::Endpoint> {
+        match route_path(head.target) {
+            "/api/ws-echo" if self.settings.ws.echo => Some(ws::Endpoint::Echo),
+            _ => None,
+        }
     }
 
     fn date(&self) -> [u8; 29] {
