@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::chat::events::MESSAGE_CHARS_MAX_DEFAULT;
+use crate::chat::rooms::{REFERENCE_ROOMS, Rooms};
 use crate::proto::ws::AllowedOrigins;
 use crate::store::StoreOptions;
 use crate::store::mysql::MysqlConfig;
@@ -170,6 +172,19 @@ pub struct Config {
     /// Serve `/api/ws-echo`, a WebSocket that echoes every message (for the Autobahn suite).
     #[arg(long, env = "RINGCHAT_WS_ECHO")]
     pub ws_echo: bool,
+
+    /// The chat rooms, in order: `id:Name,id:Name,...` (ids: A-Z a-z 0-9 _ . -). The default
+    /// is the reference server's four rooms.
+    #[arg(long, env = "RINGCHAT_ROOMS", default_value = REFERENCE_ROOMS, value_parser = parse_rooms)]
+    pub rooms: Rooms,
+
+    /// Longest chat message, in characters; longer ones get an error event.
+    #[arg(long, env = "RINGCHAT_MAX_MESSAGE_CHARS", default_value_t = MESSAGE_CHARS_MAX_DEFAULT)]
+    pub max_message_chars: usize,
+}
+
+fn parse_rooms(text: &str) -> Result<Rooms, String> {
+    Rooms::parse(text).map_err(|e| e.to_string())
 }
 
 impl Config {

@@ -50,7 +50,7 @@ enum State {
 }
 
 /// How the connection ends after the current flush.
-#[derive(PartialEq, Eq, Clone, Copy)]
+#[derive(PartialEq, Eq, Clone)]
 enum Ending {
     Open,
     /// Close after the response (Connection: close, keep-alive max, draining).
@@ -244,7 +244,7 @@ async fn drive(core: &Core, conn: &Conn) {
             }
             CoreMetrics::add(&metrics.bytes_out, len);
         }
-        match ending {
+        match &ending {
             Ending::Open => {}
             Ending::Close => {
                 conn.shutdown_write();
@@ -255,7 +255,7 @@ async fn drive(core: &Core, conn: &Conn) {
                 return;
             }
             Ending::Upgrade(endpoint) => {
-                ws::serve(core, conn, input, endpoint).await;
+                ws::serve(core, conn, input, endpoint.clone()).await;
                 return;
             }
         }

@@ -6,6 +6,7 @@
 //! it speaks to connections only through [`crate::rt::Conn`].
 
 pub mod api;
+pub mod chat;
 mod http;
 pub mod metrics;
 pub mod response;
@@ -50,6 +51,7 @@ impl Settings {
                 idle_timeout: config.ws_idle_timeout,
                 allowed_origins: config.allowed_origins.clone(),
                 echo: config.ws_echo,
+                message_chars_max: config.max_message_chars,
             },
             keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout),
             keep_alive_max: config.keep_alive_max.max(1),
@@ -69,6 +71,7 @@ pub struct Core {
     date: DateCache,
     statics: StaticFiles,
     api: api::Api,
+    hub: Rc<chat::Hub>,
 }
 
 impl Core {
@@ -80,6 +83,10 @@ impl Core {
         &self.all_metrics[self.info.index]
     }
 
+    fn hub(&self) -> &chat::Hub {
+        &self.hub
+    }
+
     fn ws_settings(&self) -> &ws::WsSettings {
         &self.settings.ws
     }
@@ -87,6 +94,10 @@ impl Core {
     /// The WebSocket endpoint a request targets, if any (the upgrade is checked after).
     fn ws_endpoint(&self, head: &RequestHead<'_>) -> Option<ws::Endpoint> {
         match route_path(head.target) {
+            "/api/ws" => Some(ws::Endpoint::Chat {
+                sid: crate::proto::http1::find_cookie(head, api::SESSION_COOKIE)
+                    .map(str::to_string),
+            }),
             "/api/ws-echo" if self.settings.ws.echo => Some(ws::Endpoint::Echo),
             _ => None,
         }
@@ -230,19 +241,33 @@ pub fn run(config: Config) -> io::Result<()> {
         "password hashing pool"
     );
     let cores_workers = workers.clone();
+    let rooms = Arc::new(config.rooms.clone());
+    tracing::info!(
+        rooms = %rooms.all().iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(","),
+        "chat rooms"
+    );
+    // Each core takes its own endpoint once, at start-up (the mutex is never touched again).
+    let meshes: std::sync::Mutex<Vec<Option<rt::MeshEndpoint<chat::CrossCore>>>> =
+        std::sync::Mutex::new(
+            rt::mesh(threads, rt::MESH_RING_CAPACITY_DEFAULT)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        );
     let served = rt::run(options, move |info| {
+        let store = cores_store.for_core();
+        let mesh = meshes.lock().expect("no core panicked holding it")[info.index]
+            .take()
+            .expect("each core takes its mesh endpoint once");
+        let hub = chat::Hub::start(rooms.clone(), store.clone(), mesh);
         Rc::new(Core {
             info,
             settings: settings.clone(),
             all_metrics: all_metrics.clone(),
             date: DateCache::default(),
             statics: StaticFiles::new(&static_dir),
-            api: api::Api::new(
-                cores_store.for_core(),
-                cores_workers.clone(),
-                secure_cookies,
-                limits,
-            ),
+            hub,
+            api: api::Api::new(store, cores_workers.clone(), secure_cookies, limits),
         })
     });
     drop(workers);

@@ -16,24 +16,39 @@
 //! automatically, reaches it, and `rt` shuts the socket down. After either side's close frame
 //! the deadline shrinks to [`CLOSE_WAIT_MS`], for the peer to answer and hang up.
 //!
-//! Endpoints: `/api/ws-echo` (only with `--ws-echo`, for the Autobahn conformance suite)
-//! echoes every message. The chat endpoint comes with the chat fan-out.
+//! Endpoints: `/api/ws`, the chat: authenticated by the upgrade request's `sid` cookie after
+//! the handshake (close 1008 when the session is missing, unknown or expired, as the reference
+//! does), then `hello`, then events both ways through the core's [`Hub`]. `/api/ws-echo` (only
+//! with `--ws-echo`, for the Autobahn conformance suite) echoes every message.
 //!
 //! Not here: permessage-deflate or any extension, subprotocols.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::Core;
+use super::chat::{Hub, Recipient};
 use super::metrics::CoreMetrics;
+use crate::chat::events::{
+    ClientEvent, EventError, HelloRoom, ShownMessage, decode_client_event, encode_hello,
+    encode_room_history,
+};
 use crate::chat::outbox::{
     OUTBOX_WRITE_BYTES_MAX, Outbox, SLOW_CONSUMER_CLOSE_CODE, SLOW_CONSUMER_REASON,
 };
-use crate::proto::ws::{CloseCode, Event, State, WsConnection, encode_binary, encode_text};
+use crate::chat::subscribers::ConnId;
+use crate::proto::ws::{
+    CloseCode, Event, State, WsConnection, encode_binary, encode_text, encode_text_frame,
+};
 use crate::rt::Conn;
+use crate::store::{
+    HISTORY_PAGE_MESSAGES_MAX, MessageId, Store, StoreError, StoredMessage, User, UserId,
+};
 
 /// An outbox holds at most this many maximum-size messages' worth of bytes.
 pub const OUTBOX_MESSAGES_BUDGET: usize = 16;
@@ -43,10 +58,12 @@ pub const CLOSE_WAIT_MS: u64 = 1000;
 pub const WS_READ_CHUNK_BYTES: usize = 16 * 1024;
 
 /// What the upgraded connection serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// Echo every message back (the Autobahn suite's test server).
     Echo,
+    /// The chat (`/api/ws`), with the upgrade request's `sid` cookie.
+    Chat { sid: Option<String> },
 }
 
 /// The WebSocket settings, from the command line.
@@ -57,6 +74,8 @@ pub struct WsSettings {
     pub idle_timeout: Duration,
     pub allowed_origins: crate::proto::ws::AllowedOrigins,
     pub echo: bool,
+    /// Longest chat message, in characters (`--max-message-chars`).
+    pub message_chars_max: usize,
 }
 
 struct Shared {
@@ -71,11 +90,34 @@ struct Shared {
     writing: Cell<bool>,
 }
 
+impl Recipient for Shared {
+    fn deliver(&self, frame: Bytes) -> bool {
+        if frame.is_empty() {
+            // The hub cut this connection while its hello was pending.
+            self.ws.borrow_mut().close(
+                CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
+                SLOW_CONSUMER_REASON,
+            );
+            self.wake.notify_one();
+            return false;
+        }
+        let open = queue(self, frame);
+        self.wake.notify_one();
+        open
+    }
+}
+
+/// A chat connection's identity on its core.
+struct Member {
+    conn: ConnId,
+    user: User,
+}
+
 /// Serves an upgraded connection until it ends. `input` holds bytes that arrived after the
 /// upgrade request's head.
 pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: Endpoint) {
     let settings = core.ws_settings();
-    let shared = Shared {
+    let shared = Rc::new(Shared {
         ws: RefCell::new(WsConnection::new(settings.message_bytes_max)),
         outbox: RefCell::new(Outbox::new(
             settings
@@ -87,13 +129,219 @@ pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: En
         reader_done: Cell::new(false),
         idle_deadline: Cell::new(Instant::now() + settings.idle_timeout),
         writing: Cell::new(false),
-    };
+    });
     conn.set_idle(false);
     conn.set_deadline(Some(shared.idle_deadline.get()));
+    let member = match &endpoint {
+        Endpoint::Echo => None,
+        Endpoint::Chat { sid } => chat_open(core, &shared, sid.as_deref()).await,
+    };
     tokio::join!(
-        read_loop(core, conn, &shared, input, endpoint),
+        read_loop(core, conn, &shared, input, member.as_ref()),
         write_loop(core, conn, &shared)
     );
+    if let Some(member) = member {
+        core.hub().leave(member.conn);
+    }
+}
+
+/// Authenticates a chat connection by its session and sends its `hello`; on failure queues the
+/// close (1008 for a missing or dead session, 1011 when the store cannot answer).
+async fn chat_open(core: &Core, shared: &Rc<Shared>, sid: Option<&str>) -> Option<Member> {
+    let hub = core.hub();
+    let store = hub.store();
+    let user = match sid.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(sid) => match store.session_user(sid).await {
+            Ok(Some(id)) => store.user_by_id(id).await,
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        },
+    };
+    let user = match user {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            shared
+                .ws
+                .borrow_mut()
+                .close(CloseCode::Policy, "authentication failed");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("chat connection: {e}");
+            shared
+                .ws
+                .borrow_mut()
+                .close(CloseCode::Error, "storage unavailable");
+            return None;
+        }
+    };
+    let recipient: Rc<dyn Recipient> = shared.clone();
+    let conn = hub.join(recipient);
+    match build_hello(hub, &user).await {
+        Ok((frame, newest)) => {
+            queue(shared, frame);
+            hub.hello_sent(conn, &newest);
+            Some(Member { conn, user })
+        }
+        Err(e) => {
+            tracing::warn!("chat hello: {e}");
+            hub.leave(conn);
+            shared
+                .ws
+                .borrow_mut()
+                .close(CloseCode::Error, "storage unavailable");
+            None
+        }
+    }
+}
+
+/// The `hello` frame, and each room's newest id in it.
+async fn build_hello(
+    hub: &Hub,
+    me: &User,
+) -> Result<(Bytes, Vec<(usize, Option<MessageId>)>), StoreError> {
+    let store = hub.store();
+    let mut pages = Vec::with_capacity(hub.rooms().len());
+    for room in hub.rooms().all() {
+        pages.push(history_page(store, &room.id, None).await?);
+    }
+    let users = users_of(store, pages.iter().flat_map(|(p, _)| p.iter())).await?;
+    let rooms: Vec<HelloRoom<'_>> = hub
+        .rooms()
+        .all()
+        .iter()
+        .zip(&pages)
+        .map(|(room, (page, has_more))| HelloRoom {
+            id: &room.id,
+            name: &room.name,
+            has_more: *has_more,
+            messages: shown(page, &users),
+        })
+        .collect();
+    let json = encode_hello(me, &rooms);
+    let newest = pages
+        .iter()
+        .enumerate()
+        .map(|(i, (page, _))| (i, page.first().map(|m| m.id)))
+        .collect();
+    let text = String::from_utf8(json).expect("JSON is UTF-8");
+    Ok((Bytes::from(encode_text_frame(&text)), newest))
+}
+
+/// A page of a room's history, newest first: the newest [`HISTORY_PAGE_MESSAGES_MAX`]
+/// messages, or those older than `before`; and whether older ones exist (asked of the store
+/// only when the page is full, so `hasMoreMessages` is true exactly when there is more).
+async fn history_page(
+    store: &Store,
+    room: &str,
+    before: Option<MessageId>,
+) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+    let page = match before {
+        None => {
+            store
+                .newest_messages(room, HISTORY_PAGE_MESSAGES_MAX)
+                .await?
+        }
+        Some(id) => {
+            store
+                .messages_before(room, id, HISTORY_PAGE_MESSAGES_MAX)
+                .await?
+        }
+    };
+    let has_more = match page.last() {
+        Some(oldest) if page.len() == HISTORY_PAGE_MESSAGES_MAX => {
+            !store.messages_before(room, oldest.id, 1).await?.is_empty()
+        }
+        _ => false,
+    };
+    Ok((page, has_more))
+}
+
+/// The users who wrote `messages`, by id; an author who no longer exists shows as "".
+async fn users_of<'a>(
+    store: &Store,
+    messages: impl Iterator<Item = &'a StoredMessage>,
+) -> Result<HashMap<UserId, User>, StoreError> {
+    let mut ids: Vec<UserId> = messages.map(|m| m.user_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let found = store.users_by_ids(&ids).await?;
+    let mut users: HashMap<UserId, User> = found.into_iter().map(|u| (u.id, u)).collect();
+    for id in ids {
+        users.entry(id).or_insert_with(|| User {
+            id,
+            username: String::new(),
+        });
+    }
+    Ok(users)
+}
+
+fn shown<'a>(page: &'a [StoredMessage], users: &'a HashMap<UserId, User>) -> Vec<ShownMessage<'a>> {
+    page.iter()
+        .map(|m| ShownMessage {
+            id: m.id,
+            content: &m.content,
+            user: &users[&m.user_id],
+            timestamp_ms: m.timestamp_ms,
+        })
+        .collect()
+}
+
+/// One client message on a chat connection.
+async fn chat_event(core: &Core, shared: &Shared, member: &Member, event: Event) {
+    let hub = core.hub();
+    let text = match event {
+        Event::Text(text) => text,
+        Event::Binary(_) => {
+            shared
+                .ws
+                .borrow_mut()
+                .close(CloseCode::Unsupported, "chat events are text frames");
+            return;
+        }
+        Event::Close { .. } => return,
+    };
+    let settings = core.ws_settings();
+    match decode_client_event(&text, hub.rooms(), settings.message_chars_max) {
+        Err(error) => hub.tell(member.conn, &error),
+        Ok(ClientEvent::Messages { room, contents }) => {
+            hub.post(member.conn, member.user.clone(), room, contents);
+        }
+        Ok(ClientEvent::History { room, before }) => {
+            let room_id = &hub.rooms().all()[room].id;
+            let store = hub.store();
+            let page = history_page(store, room_id, Some(before)).await;
+            let answer = match page {
+                Ok((page, has_more)) => match users_of(store, page.iter()).await {
+                    Ok(users) => Ok(encode_room_history(
+                        room_id,
+                        &shown(&page, &users),
+                        has_more,
+                    )),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(json) => {
+                    let text = String::from_utf8(json).expect("JSON is UTF-8");
+                    queue(shared, Bytes::from(encode_text_frame(&text)));
+                    shared.wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!("room history: {e}");
+                    hub.tell(
+                        member.conn,
+                        &EventError {
+                            id: "STORE_UNAVAILABLE",
+                            message: "history is unavailable; try again".into(),
+                        },
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn set_idle_deadline(conn: &Conn, shared: &Shared, deadline: Instant) {
@@ -108,7 +356,7 @@ async fn read_loop(
     conn: &Conn,
     shared: &Shared,
     mut input: Vec<u8>,
-    endpoint: Endpoint,
+    member: Option<&Member>,
 ) {
     let settings = core.ws_settings();
     let metrics = core.metrics();
@@ -128,7 +376,10 @@ async fn read_loop(
                 let event = shared.ws.borrow_mut().poll_event();
                 let Some(event) = event else { break };
                 handled = true;
-                handle(shared, endpoint, event);
+                match member {
+                    Some(member) => chat_event(core, shared, member, event).await,
+                    None => echo(shared, event),
+                }
             }
             if used == 0 && !handled {
                 break;
@@ -161,16 +412,17 @@ async fn read_loop(
     shared.wake.notify_one();
 }
 
-/// Runs the endpoint for one client message.
-fn handle(shared: &Shared, endpoint: Endpoint, event: Event) {
-    match (endpoint, event) {
-        (_, Event::Close { .. }) => {}
-        (Endpoint::Echo, Event::Text(text)) => {
+/// The echo endpoint, for one client message. (A chat connection that failed to open also
+/// lands here with its close queued; the engine then gives no more messages.)
+fn echo(shared: &Shared, event: Event) {
+    match event {
+        Event::Close { .. } => {}
+        Event::Text(text) => {
             let mut frame = Vec::with_capacity(text.len() + 10);
             encode_text(&text, &mut frame);
             queue(shared, Bytes::from(frame));
         }
-        (Endpoint::Echo, Event::Binary(data)) => {
+        Event::Binary(data) => {
             let mut frame = Vec::with_capacity(data.len() + 10);
             encode_binary(&data, &mut frame);
             queue(shared, Bytes::from(frame));
@@ -178,17 +430,20 @@ fn handle(shared: &Shared, endpoint: Endpoint, event: Event) {
     }
 }
 
-/// Queues a data frame, or closes the connection as a slow consumer when its outbox is full.
-fn queue(shared: &Shared, frame: Bytes) {
+/// Queues a data frame, or closes the connection as a slow consumer when its outbox is full;
+/// false when the connection takes no more data.
+fn queue(shared: &Shared, frame: Bytes) -> bool {
     if !shared.ws.borrow().is_open() {
-        return;
+        return false;
     }
     if shared.outbox.borrow_mut().push(frame).is_err() {
         shared.ws.borrow_mut().close(
             CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
             SLOW_CONSUMER_REASON,
         );
+        return false;
     }
+    true
 }
 
 async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {

@@ -54,21 +54,32 @@ impl Server {
     pub fn start_with_env(io: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let static_dir = fixture();
         let data_dir = tempfile::tempdir().expect("data tempdir");
+        // The harness's defaults, each left out when the test gives the flag itself.
+        let data = data_dir
+            .path()
+            .to_str()
+            .expect("UTF-8 temp path")
+            .to_string();
+        let statics = static_dir
+            .path()
+            .to_str()
+            .expect("UTF-8 temp path")
+            .to_string();
+        let defaults: [(&str, &str); 6] = [
+            ("--listen", "127.0.0.1:0"),
+            ("--threads", "2"),
+            ("--io", io),
+            ("--log-level", "info"),
+            ("--static", &statics),
+            ("--data-dir", &data),
+        ];
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--threads",
-                "2",
-                "--io",
-                io,
-                "--log-level",
-                "info",
-                "--static",
-            ])
-            .arg(static_dir.path())
-            .arg("--data-dir")
-            .arg(data_dir.path())
+            .args(
+                defaults
+                    .iter()
+                    .filter(|(flag, _)| !extra.contains(flag))
+                    .flat_map(|(flag, value)| [*flag, *value]),
+            )
             .args(extra)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())

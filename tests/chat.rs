@@ -1,0 +1,340 @@
+//! The chat over WebSocket against the real binary with the embedded store, with 2 and 4 worker
+//! threads: authentication by the session cookie (close 1008 without one), `hello` first with
+//! each room's newest messages, every message delivered to every connection (on every core)
+//! exactly once and in one order, the sender's acknowledgement being its broadcast, error events
+//! that keep the connection, history pagination back to the first message, and history that
+//! survives a restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::Server;
+use serde_json::Value;
+
+fn http(server: &Server, request: &str) -> (u16, String) {
+    let mut s = server.connect();
+    s.write_all(request.as_bytes()).unwrap();
+    let resp = common::read_response(&mut s, false).unwrap();
+    let cookie = resp
+        .header("set-cookie")
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .unwrap_or_default();
+    (resp.status, cookie)
+}
+
+/// Creates an account; returns its `sid=...` cookie.
+fn sign_up(server: &Server, name: &str) -> String {
+    let body =
+        format!(r#"{{"username":"{name}","email":"{name}@example.com","password":"0123456789"}}"#);
+    let (status, cookie) = http(
+        server,
+        &format!(
+            "POST /api/create-account HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 204);
+    cookie
+}
+
+struct Ws {
+    s: TcpStream,
+}
+
+impl Ws {
+    fn open(server: &Server, cookie: Option<&str>) -> Ws {
+        let mut s = server.connect();
+        let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+        write!(
+            s,
+            "GET /api/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{cookie}\r\n",
+            server.addr
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101 "));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Ws { s }
+    }
+
+    fn send(&mut self, text: &str) {
+        let mask = [1u8, 2, 3, 4];
+        let payload = text.as_bytes();
+        let mut out = vec![0x81];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.s.write_all(&out).unwrap();
+    }
+
+    /// The next frame: (opcode, payload); pings are skipped.
+    fn frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            let mut h = [0u8; 2];
+            self.s.read_exact(&mut h).unwrap();
+            let len = match h[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.s.read_exact(&mut b).unwrap();
+                    u16::from_be_bytes(b) as usize
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.s.read_exact(&mut b).unwrap();
+                    u64::from_be_bytes(b) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            self.s.read_exact(&mut payload).unwrap();
+            if h[0] & 0x0f != 9 {
+                return (h[0] & 0x0f, payload);
+            }
+        }
+    }
+
+    fn event(&mut self) -> Value {
+        let (op, payload) = self.frame();
+        assert_eq!(op, 1, "expected a text frame, got opcode {op}: {payload:?}");
+        serde_json::from_slice(&payload).unwrap()
+    }
+}
+
+fn post(ws: &mut Ws, room: &str, content: &str) {
+    ws.send(
+        &serde_json::json!({"type":"clientMessages","payload":{"roomId":room,"messages":[{"content":content}]}})
+            .to_string(),
+    );
+}
+
+fn delivery_is_total_and_ordered(threads: &str) {
+    let server = Server::start("uring", &["--threads", threads]);
+    let alice = sign_up(&server, "alice");
+    let bob = sign_up(&server, "bobby");
+    // Enough connections that every core holds some (SO_REUSEPORT spreads them).
+    let mut conns: Vec<Ws> = (0..12usize)
+        .map(|i| {
+            Ws::open(
+                &server,
+                Some(if i.is_multiple_of(2) { &alice } else { &bob }),
+            )
+        })
+        .collect();
+    for ws in &mut conns {
+        let hello = ws.event();
+        assert_eq!(hello["type"], "hello");
+        let rooms: Vec<&str> = hello["payload"]["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(rooms, ["beast", "async", "db", "wasm"]);
+    }
+    // Every connection posts to two rooms owned by different cores.
+    const PER_CONN: usize = 10;
+    for round in 0..PER_CONN {
+        for (i, ws) in conns.iter_mut().enumerate() {
+            let room = if (i + round).is_multiple_of(2) {
+                "beast"
+            } else {
+                "async"
+            };
+            post(ws, room, &format!("c{i}-m{round}"));
+        }
+    }
+    let total = conns.len() * PER_CONN;
+    let mut orders: Vec<Vec<(String, String)>> = Vec::new();
+    for ws in &mut conns {
+        let mut seen = Vec::new();
+        while seen.len() < total {
+            let ev = ws.event();
+            assert_eq!(ev["type"], "serverMessages", "{ev}");
+            let room = ev["payload"]["roomId"].as_str().unwrap().to_string();
+            for m in ev["payload"]["messages"].as_array().unwrap() {
+                seen.push((room.clone(), m["content"].as_str().unwrap().to_string()));
+                let user = m["user"]["username"].as_str().unwrap();
+                let idx: usize = m["content"].as_str().unwrap()[1..]
+                    .split('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(
+                    user,
+                    if idx.is_multiple_of(2) {
+                        "alice"
+                    } else {
+                        "bobby"
+                    }
+                );
+            }
+        }
+        assert_eq!(seen.len(), total, "exactly once");
+        orders.push(seen);
+    }
+    // Per room, every connection saw the same order.
+    for room in ["beast", "async"] {
+        let of = |o: &Vec<(String, String)>| -> Vec<String> {
+            o.iter()
+                .filter(|(r, _)| r == room)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        let first = of(&orders[0]);
+        assert_eq!(first.len(), total / 2);
+        for o in &orders[1..] {
+            assert_eq!(of(o), first, "room {room}: orders differ");
+        }
+    }
+    // A new connection's hello shows the newest 100 of beast, newest first, and more exist? No:
+    // 60 were posted there, so hasMoreMessages is false.
+    let mut late = Ws::open(&server, Some(&alice));
+    let hello = late.event();
+    let beast = &hello["payload"]["rooms"][0];
+    assert_eq!(beast["messages"].as_array().unwrap().len(), total / 2);
+    assert_eq!(beast["hasMoreMessages"], false);
+    let newest_first: Vec<String> = beast["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    let seen_beast: Vec<String> = orders[0]
+        .iter()
+        .filter(|(r, _)| r == "beast")
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(newest_first, seen_beast, "history is the broadcast order");
+}
+
+#[test]
+fn delivery_is_total_and_ordered_on_2_cores() {
+    delivery_is_total_and_ordered("2");
+}
+
+#[test]
+fn delivery_is_total_and_ordered_on_4_cores() {
+    delivery_is_total_and_ordered("4");
+}
+
+#[test]
+fn no_session_closes_with_1008() {
+    let server = Server::start("epoll", &[]);
+    for cookie in [None, Some("sid=AAAAAAAAAAAAAAAAAAAAAA==")] {
+        let mut ws = Ws::open(&server, cookie);
+        let (op, payload) = ws.frame();
+        assert_eq!(op, 8);
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+    }
+}
+
+#[test]
+fn bad_events_get_error_events_and_the_connection_stays() {
+    let server = Server::start("epoll", &["--max-message-chars", "10"]);
+    let cookie = sign_up(&server, "carol");
+    let mut ws = Ws::open(&server, Some(&cookie));
+    assert_eq!(ws.event()["type"], "hello");
+    for (text, id) in [
+        ("nope", "INVALID_JSON"),
+        (r#"{"type":"dance","payload":{}}"#, "UNKNOWN_TYPE"),
+        (
+            r#"{"type":"clientMessages","payload":{"roomId":"zzz","messages":[{"content":"x"}]}}"#,
+            "UNKNOWN_ROOM",
+        ),
+        (
+            r#"{"type":"clientMessages","payload":{"roomId":"db","messages":[{"content":" "}]}}"#,
+            "EMPTY_CONTENT",
+        ),
+        (
+            r#"{"type":"clientMessages","payload":{"roomId":"db","messages":[{"content":"12345678901"}]}}"#,
+            "CONTENT_TOO_LONG",
+        ),
+        (
+            r#"{"type":"requestRoomHistory","payload":{"roomId":"db","firstMessageId":"x"}}"#,
+            "BAD_MESSAGE_ID",
+        ),
+    ] {
+        ws.send(text);
+        let ev = ws.event();
+        assert_eq!(ev["type"], "error", "{text}");
+        assert_eq!(ev["payload"]["id"], id, "{text}");
+    }
+    post(&mut ws, "db", "still here");
+    let ev = ws.event();
+    assert_eq!(ev["type"], "serverMessages");
+    assert_eq!(ev["payload"]["messages"][0]["content"], "still here");
+}
+
+#[test]
+fn history_pages_back_to_the_first_message_and_survives_a_restart() {
+    let mut server = Server::start("uring", &["--threads", "2"]);
+    let cookie = sign_up(&server, "dave1");
+    let mut ws = Ws::open(&server, Some(&cookie));
+    assert_eq!(ws.event()["type"], "hello");
+    const N: usize = 250;
+    for i in 0..N {
+        post(&mut ws, "wasm", &format!("n{i}"));
+    }
+    // Acknowledged by the broadcasts (posts that arrive together may share one event).
+    let mut acked = 0;
+    while acked < N {
+        let ev = ws.event();
+        assert_eq!(ev["type"], "serverMessages");
+        acked += ev["payload"]["messages"].as_array().unwrap().len();
+    }
+    assert_eq!(acked, N);
+    drop(ws);
+    server.signal(libc_sigterm());
+    server.wait_exit(Duration::from_secs(10));
+    let data_dir = server.data_dir.path().to_str().unwrap().to_string();
+    let server = Server::start("epoll", &["--threads", "2", "--data-dir", &data_dir]);
+    // The old session survives the restart too.
+    let mut ws = Ws::open(&server, Some(&cookie));
+    let hello = ws.event();
+    let wasm = &hello["payload"]["rooms"][3];
+    assert_eq!(wasm["hasMoreMessages"], true);
+    let mut all: Vec<String> = Vec::new();
+    let mut page: Vec<Value> = wasm["messages"].as_array().unwrap().clone();
+    assert_eq!(page.len(), 100);
+    loop {
+        all.extend(
+            page.iter()
+                .map(|m| m["content"].as_str().unwrap().to_string()),
+        );
+        let oldest = page.last().unwrap()["id"].as_str().unwrap().to_string();
+        ws.send(&format!(
+            r#"{{"type":"requestRoomHistory","payload":{{"roomId":"wasm","firstMessageId":"{oldest}"}}}}"#
+        ));
+        let ev = ws.event();
+        assert_eq!(ev["type"], "roomHistory");
+        page = ev["payload"]["messages"].as_array().unwrap().clone();
+        if page.is_empty() {
+            assert_eq!(ev["payload"]["hasMoreMessages"], false);
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..N).rev().map(|i| format!("n{i}")).collect();
+    assert_eq!(all, expected, "no gap, no duplicate, newest first");
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
