@@ -1,0 +1,894 @@
+//! `chat-load`: open-loop fan-out load for ringchat's chat over WebSocket.
+//!
+//! ```text
+//! chat-load --addr 127.0.0.1:PORT [--conns 1000] [--users 10] [--senders 10] [--rooms 10]
+//!           [--rate 200] [--warmup 2] [--duration 10] [--drain 2] [--size 64]
+//!           [--server-pid P] [--server-cpu 0]
+//! ```
+//!
+//! Signs up `--users` accounts (`POST /api/create-account`), opens `--conns` WebSocket
+//! connections (`GET /api/ws`, the accounts' cookies spread round-robin), waits for every
+//! `hello`, then posts messages on a fixed schedule: message `i` is due at `start + i / rate`,
+//! from sender `i % senders`, into that sender's room (`r<sender % rooms>`), so each sender's
+//! messages form one room's order. The first `--warmup` seconds are warm-up (checked, not
+//! timed); the next `--duration` seconds are measured; then it drains for `--drain` seconds.
+//!
+//! Open loop: each message carries its *intended* send time (CLOCK_MONOTONIC ns, shared with
+//! every recipient on this machine) and is sent then, or at once when the generator is behind,
+//! keeping the intended stamp. Every connection is a member of every room, so each message is
+//! delivered to every connection; each delivery records `receive − intended` in an
+//! HdrHistogram (measured messages only) and is checked:
+//!
+//! - `lost`: (connection, message) pairs never delivered by the end of the drain;
+//! - `duplicated`: a message delivered twice to one connection;
+//! - `out_of_order`: a sender's sequence number going backwards on a connection, or a room's
+//!   message id (`<ms>-<seq>`) not strictly increasing on a connection;
+//! - `room_order_mismatch`: (connection, room) pairs whose whole sequence of ids differs from
+//!   connection 0's (a rolling hash), i.e. the room's order was not the same for everyone.
+//!
+//! The receiving side is one thread (a current-thread tokio runtime reading every connection);
+//! the schedule runs on a second thread sleeping in `clock_nanosleep(TIMER_ABSTIME)` (ns
+//! precision, not tokio's 1 ms timer wheel, and not held up behind a turn of the readers' loop),
+//! writing on a dup of each sender connection's socket. Pin the process with `taskset` to one
+//! core the server does not use; both threads share it. Given `--server-pid`, it reads the server's
+//! `utime + stime` (all threads) at the start and end of the measured window; given
+//! `--server-cpu`, also how busy that core was in total (`/proc/stat`), so `other %` shows
+//! anything else that ran there.
+//!
+//! Output: one `key=value` per line on stdout, for scripts (bench/chat-fanout.py).
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use ringchat_bench::proc_stat::{decode_clock_ticks_per_second, decode_cpu_ticks};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const USAGE: &str = "usage: chat-load --addr HOST:PORT [--conns N] [--users N] [--senders N] \
+[--rooms N] [--rate MSG_PER_S] [--warmup S] [--duration S] [--drain S] [--size BYTES] \
+[--server-pid P] [--server-cpu N] [--connect-parallel N]";
+
+#[derive(Clone)]
+struct Args {
+    addr: String,
+    conns: usize,
+    users: usize,
+    senders: usize,
+    rooms: usize,
+    rate: f64,
+    warmup: f64,
+    duration: f64,
+    drain: f64,
+    size: usize,
+    server_pid: Option<u32>,
+    server_cpu: Option<usize>,
+    connect_parallel: usize,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut a = Args {
+        addr: String::new(),
+        conns: 1000,
+        users: 10,
+        senders: 10,
+        rooms: 10,
+        rate: 200.0,
+        warmup: 2.0,
+        duration: 10.0,
+        drain: 2.0,
+        size: 64,
+        server_pid: None,
+        server_cpu: None,
+        connect_parallel: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Ok(None);
+        }
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let bad = || format!("bad value for {flag}: {value:?}");
+        match flag.as_str() {
+            "--addr" => a.addr = value.clone(),
+            "--conns" => a.conns = value.parse().with_context(bad)?,
+            "--users" => a.users = value.parse().with_context(bad)?,
+            "--senders" => a.senders = value.parse().with_context(bad)?,
+            "--rooms" => a.rooms = value.parse().with_context(bad)?,
+            "--rate" => a.rate = value.parse().with_context(bad)?,
+            "--warmup" => a.warmup = value.parse().with_context(bad)?,
+            "--duration" => a.duration = value.parse().with_context(bad)?,
+            "--drain" => a.drain = value.parse().with_context(bad)?,
+            "--size" => a.size = value.parse().with_context(bad)?,
+            "--server-pid" => a.server_pid = Some(value.parse().with_context(bad)?),
+            "--server-cpu" => a.server_cpu = Some(value.parse().with_context(bad)?),
+            "--connect-parallel" => a.connect_parallel = value.parse().with_context(bad)?,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    if a.addr.is_empty() {
+        bail!("--addr is required");
+    }
+    if a.conns == 0 || a.users == 0 || a.senders == 0 || a.rooms == 0 || a.rate <= 0.0 {
+        bail!("--conns, --users, --senders, --rooms and --rate must be positive");
+    }
+    if a.senders > a.conns {
+        bail!("--senders must not exceed --conns");
+    }
+    if a.size > 4000 {
+        bail!("--size must be at most 4000 (the server's limit is 4096 characters)");
+    }
+    Ok(Some(a))
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-up over plain blocking HTTP/1.1.
+
+fn sign_up(addr: &str, username: &str) -> Result<String> {
+    let body = format!(
+        r#"{{"username":"{username}","email":"{username}@bench.example","password":"benchpassword-1234"}}"#
+    );
+    let request = format!(
+        "POST /api/create-account HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or("");
+    if !status.contains(" 204") && !status.contains(" 200") {
+        bail!("create-account for {username}: {status:?}\n{text}");
+    }
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix("set-cookie:") {
+            let rest_orig = &line[line.len() - rest.len()..];
+            let rest_orig = rest_orig.trim();
+            if let Some(v) = rest_orig.strip_prefix("sid=") {
+                return Ok(v.split(';').next().unwrap_or("").to_string());
+            }
+        }
+    }
+    bail!("create-account for {username}: no sid cookie in\n{text}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket client frames (masked) and server frames (unmasked).
+
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + 14);
+    f.push(0x80 | opcode);
+    let n = payload.len();
+    if n < 126 {
+        f.push(0x80 | n as u8);
+    } else if n < 65536 {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    let mask = [0x5a, 0x17, 0xc3, 0x9e];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    f
+}
+
+/// One complete server frame at the start of `buf`: (fin, opcode, payload range, frame length).
+fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, usize)>> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let fin = buf[0] & 0x80 != 0;
+    let opcode = buf[0] & 0x0f;
+    if buf[1] & 0x80 != 0 {
+        bail!("server frame is masked");
+    }
+    let (len, head) = match buf[1] & 0x7f {
+        126 => {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
+        }
+        127 => {
+            if buf.len() < 10 {
+                return Ok(None);
+            }
+            (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10)
+        }
+        n => (n as usize, 2),
+    };
+    if buf.len() < head + len {
+        return Ok(None);
+    }
+    Ok(Some((fin, opcode, head..head + len, head + len)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes: a dup of the socket, shared by the reader (pongs, close) and the sender thread.
+
+struct Writer {
+    fd: OwnedFd,
+    lock: Mutex<()>,
+}
+
+impl Writer {
+    /// Writes the whole frame, waiting in poll(2) when the (non-blocking) socket is full.
+    fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
+        let _g = self.lock.lock().unwrap();
+        let fd = self.fd.as_raw_fd();
+        while !buf.is_empty() {
+            // SAFETY: valid fd and buffer.
+            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                buf = &buf[n as usize..];
+                continue;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => {}
+                std::io::ErrorKind::WouldBlock => {
+                    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut p, 1, 100) };
+                }
+                _ => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receiving state (the reader thread only, so Rc<RefCell>).
+
+struct ConnState {
+    /// Per sender: bitset of sequence numbers received.
+    seen: Vec<Vec<u64>>,
+    /// Per sender: distinct messages received.
+    distinct: Vec<u64>,
+    /// Per sender: last sequence number received (or -1).
+    last_seq: Vec<i64>,
+    /// Per room: last message id (ms, seq) received.
+    last_id: Vec<(u64, u64)>,
+    /// Per room: rolling hash of the ids in arrival order.
+    order_hash: Vec<u64>,
+}
+
+struct Shared {
+    nonce: String,
+    rooms: usize,
+    senders: usize,
+    conns: Vec<ConnState>,
+    hist: Histogram<u64>,
+    hellos: usize,
+    /// Read by the sender thread at the window's edges.
+    deliveries_total: Arc<AtomicU64>,
+    deliveries_measured: u64,
+    duplicated: u64,
+    out_of_order_sender: u64,
+    out_of_order_room: u64,
+    foreign: u64,
+    closed_early: usize,
+    errors: Vec<String>,
+    pings: u64,
+    error_events: u64,
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(v)
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i + needle.len() <= hay.len() {
+        i += hay[i..].iter().position(|&b| b == needle[0])?;
+        if hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+impl Shared {
+    /// One text message from the server on connection `c`, received at `t` ns.
+    fn on_text(&mut self, c: usize, text: &[u8], t: u64) {
+        if text.starts_with(br#"{"type":"hello""#) {
+            self.hellos += 1;
+            return;
+        }
+        if text.starts_with(br#"{"type":"error""#) {
+            self.error_events += 1;
+            if self.errors.len() < 5 {
+                self.errors.push(String::from_utf8_lossy(text).into_owned());
+            }
+            return;
+        }
+        if !text.starts_with(br#"{"type":"serverMessages""#) {
+            return;
+        }
+        let Some(r) = find(text, br#""roomId":""#, 0) else { return };
+        let rs = r + 10;
+        let Some(re) = find(text, b"\"", rs) else { return };
+        let room_name = &text[rs..re];
+        let room = match room_name.strip_prefix(b"r").and_then(parse_u64) {
+            Some(n) if (n as usize) < self.rooms => n as usize,
+            _ => {
+                self.foreign += 1;
+                return;
+            }
+        };
+        let mut pos = re;
+        while let Some(i) = find(text, br#"{"id":""#, pos) {
+            let is = i + 7;
+            let Some(ie) = find(text, b"\"", is) else { break };
+            let id = &text[is..ie];
+            let Some(dash) = id.iter().position(|&b| b == b'-') else { break };
+            let (Some(ms), Some(seq)) = (parse_u64(&id[..dash]), parse_u64(&id[dash + 1..])) else {
+                break;
+            };
+            let cs = ie + 13; // `","content":"`
+            if text.get(ie..cs) != Some(br#"","content":""#.as_slice()) {
+                break;
+            }
+            let Some(ce) = find(text, b"\"", cs) else { break };
+            pos = ce;
+            self.on_message(c, room, (ms, seq), &text[cs..ce], t);
+        }
+    }
+
+    fn on_message(&mut self, c: usize, room: usize, id: (u64, u64), content: &[u8], t: u64) {
+        // content: "<nonce>|<sender>|<seq>|<intended ns>|<w or m>|<padding>"
+        let mut parts = content.split(|&b| b == b'|');
+        let nonce = parts.next().unwrap_or(b"");
+        if nonce != self.nonce.as_bytes() {
+            self.foreign += 1;
+            return;
+        }
+        let (Some(sender), Some(seq), Some(intended), Some(phase)) = (
+            parts.next().and_then(parse_u64),
+            parts.next().and_then(parse_u64),
+            parts.next().and_then(parse_u64),
+            parts.next(),
+        ) else {
+            self.foreign += 1;
+            return;
+        };
+        let sender = sender as usize;
+        if sender >= self.senders {
+            self.foreign += 1;
+            return;
+        }
+        self.deliveries_total.fetch_add(1, Ordering::Relaxed);
+        let st = &mut self.conns[c];
+        // Room order: ids strictly increase, and the rolling hash must match everyone's.
+        if id <= st.last_id[room] {
+            self.out_of_order_room += 1;
+        }
+        st.last_id[room] = id;
+        let h = &mut st.order_hash[room];
+        *h = (*h ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id.1).wrapping_mul(0x100_0000_01b3);
+        // Sender sequence.
+        let bits = &mut st.seen[sender];
+        let (w, b) = ((seq / 64) as usize, seq % 64);
+        if bits.len() <= w {
+            bits.resize(w + 1, 0);
+        }
+        if bits[w] & (1 << b) != 0 {
+            self.duplicated += 1;
+            return;
+        }
+        bits[w] |= 1 << b;
+        st.distinct[sender] += 1;
+        if (seq as i64) < st.last_seq[sender] {
+            self.out_of_order_sender += 1;
+        } else {
+            st.last_seq[sender] = seq as i64;
+        }
+        if phase == b"m" {
+            self.deliveries_measured += 1;
+            let lat = t.saturating_sub(intended).max(1);
+            self.hist.saturating_record(lat);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A connection: handshake, then a reader loop; writes go through a channel to a writer task.
+
+async fn connection(
+    c: usize,
+    args: Rc<Args>,
+    cookie: Rc<String>,
+    shared: Rc<RefCell<Shared>>,
+    gate: Rc<tokio::sync::Semaphore>,
+    writer_slot: Rc<RefCell<Vec<Option<Arc<Writer>>>>>,
+    stop: Rc<Cell<bool>>,
+) {
+    if let Err(e) = connection_inner(c, &args, &cookie, &shared, &gate, &writer_slot, &stop).await {
+        let mut sh = shared.borrow_mut();
+        if !stop.get() {
+            sh.closed_early += 1;
+            if sh.errors.len() < 5 {
+                sh.errors.push(format!("conn {c}: {e:#}"));
+            }
+        }
+    }
+}
+
+async fn connection_inner(
+    c: usize,
+    args: &Args,
+    cookie: &str,
+    shared: &RefCell<Shared>,
+    gate: &tokio::sync::Semaphore,
+    writer_slot: &RefCell<Vec<Option<Arc<Writer>>>>,
+    stop: &Cell<bool>,
+) -> Result<()> {
+    let permit = gate.acquire().await?;
+    let mut stream = TcpStream::connect(&args.addr).await.context("connect")?;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET /api/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Cookie: sid={cookie}\r\n\r\n",
+        args.addr
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let head_end = loop {
+        if let Some(p) = find(&buf, b"\r\n\r\n", 0) {
+            break p + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("closed during the handshake");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if !buf.starts_with(b"HTTP/1.1 101") {
+        bail!("handshake refused: {}", String::from_utf8_lossy(&buf[..head_end]));
+    }
+    buf.drain(..head_end);
+    drop(permit);
+
+    // SAFETY: dup of a valid socket; the copy is owned by the Writer.
+    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if wfd < 0 {
+        bail!("dup: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let tx = Arc::new(Writer { fd: unsafe { OwnedFd::from_raw_fd(wfd) }, lock: Mutex::new(()) });
+    writer_slot.borrow_mut()[c] = Some(tx.clone());
+    let rd = &mut stream;
+
+    let mut fragments: Vec<u8> = Vec::new();
+    let mut frag_opcode = 0u8;
+    let mut start = 0usize;
+    loop {
+        // Parse every complete frame in the buffer.
+        let t = now_ns();
+        loop {
+            let Some((fin, opcode, range, len)) = parse_frame(&buf[start..])? else { break };
+            let payload = &buf[start + range.start..start + range.end];
+            match opcode {
+                0x1 | 0x2 if fin => shared.borrow_mut().on_text(c, payload, t),
+                0x1 | 0x2 => {
+                    frag_opcode = opcode;
+                    fragments.clear();
+                    fragments.extend_from_slice(payload);
+                }
+                0x0 => {
+                    fragments.extend_from_slice(payload);
+                    if fin && frag_opcode != 0 {
+                        shared.borrow_mut().on_text(c, &fragments, t);
+                        fragments.clear();
+                        frag_opcode = 0;
+                    }
+                }
+                0x8 => {
+                    let _ = tx.write_all(&client_frame(0x8, payload));
+                    if stop.get() {
+                        return Ok(());
+                    }
+                    bail!("server closed: {:?}", String::from_utf8_lossy(payload));
+                }
+                0x9 => {
+                    shared.borrow_mut().pings += 1;
+                    let _ = tx.write_all(&client_frame(0xA, payload));
+                }
+                _ => {}
+            }
+            start += len;
+        }
+        if start > 0 {
+            buf.drain(..start);
+            start = 0;
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        let n = rd.read_buf(&mut buf).await?;
+        if n == 0 {
+            if stop.get() {
+                return Ok(());
+            }
+            bail!("connection closed by the server");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sender thread: the open-loop schedule.
+
+fn sleep_until_ns(t_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (t_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (t_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: valid timespec; EINTR just ends the sleep early, and the loop below re-checks.
+    while now_ns() < t_ns {
+        unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
+    }
+}
+
+struct SendReport {
+    total_msgs: u64,
+    measured_msgs: u64,
+    sent_per_sender: Vec<u64>,
+    lag_sum: u64,
+    max_lag: u64,
+    measure_start_ns: u64,
+    end_wall: u64,
+    measured_deliveries_at_end: u64,
+    srv_before: Option<u64>,
+    srv_after: Option<u64>,
+    core_before: Option<(u64, u64)>,
+    core_after: Option<(u64, u64)>,
+    self_before: u64,
+    self_after: u64,
+}
+
+fn send_schedule(args: Args, nonce: String, writers: Vec<Arc<Writer>>, deliveries: Arc<AtomicU64>) -> Result<SendReport> {
+    let period_ns = 1e9 / args.rate;
+    let warm_msgs = (args.warmup * args.rate).round() as u64;
+    let measured_msgs = (args.duration * args.rate).round() as u64;
+    let total_msgs = warm_msgs + measured_msgs;
+    let mut sent_per_sender = vec![0u64; args.senders];
+    let start = now_ns() + 50_000_000;
+    let (mut max_lag, mut lag_sum) = (0u64, 0u64);
+    let (mut srv_before, mut core_before, mut self_before) = (None, None, 0);
+    let (mut measure_start_ns, mut deliveries_at_start) = (start, 0);
+    let snapshot = |args: &Args| -> Result<(Option<u64>, Option<(u64, u64)>, u64)> {
+        Ok((
+            args.server_pid.map(proc_ticks).transpose()?,
+            args.server_cpu.map(core_ticks).transpose()?,
+            self_cpu_ns(),
+        ))
+    };
+    for i in 0..total_msgs {
+        let intended = start + (i as f64 * period_ns) as u64;
+        sleep_until_ns(intended);
+        if i == warm_msgs {
+            (srv_before, core_before, self_before) = snapshot(&args)?;
+            deliveries_at_start = deliveries.load(Ordering::Relaxed);
+            measure_start_ns = intended;
+        }
+        let s = (i % args.senders as u64) as usize;
+        let seq = sent_per_sender[s];
+        sent_per_sender[s] += 1;
+        let phase = if i >= warm_msgs { 'm' } else { 'w' };
+        let mut content = format!("{nonce}|{s}|{seq}|{intended}|{phase}|");
+        while content.len() < args.size {
+            content.push('x');
+        }
+        let room = s % args.rooms;
+        let json = format!(
+            r#"{{"type":"clientMessages","payload":{{"roomId":"r{room}","messages":[{{"content":"{content}"}}]}}}}"#
+        );
+        if i >= warm_msgs {
+            let lag = now_ns().saturating_sub(intended);
+            max_lag = max_lag.max(lag);
+            lag_sum += lag;
+        }
+        writers[s].write_all(&client_frame(0x1, json.as_bytes())).context("sending")?;
+    }
+    let end = start + (total_msgs as f64 * period_ns) as u64;
+    sleep_until_ns(end);
+    let (srv_after, core_after, self_after) = snapshot(&args)?;
+    let measured_deliveries_at_end = deliveries.load(Ordering::Relaxed) - deliveries_at_start;
+    Ok(SendReport {
+        total_msgs,
+        measured_msgs,
+        sent_per_sender,
+        lag_sum,
+        max_lag,
+        measure_start_ns,
+        end_wall: now_ns(),
+        measured_deliveries_at_end,
+        srv_before,
+        srv_after,
+        core_before,
+        core_after,
+        self_before,
+        self_after,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting.
+
+fn clock_ticks_per_second() -> u64 {
+    std::fs::read("/proc/self/auxv")
+        .ok()
+        .and_then(|b| decode_clock_ticks_per_second(&b))
+        .unwrap_or(100)
+}
+
+fn proc_ticks(pid: u32) -> Result<u64> {
+    let path = Path::new("/proc").join(pid.to_string()).join("stat");
+    let line = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+    Ok(decode_cpu_ticks(&line).map_err(|e| anyhow::anyhow!("{e:?}"))?.total())
+}
+
+/// (busy, total) ticks of one CPU from /proc/stat.
+fn core_ticks(cpu: usize) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let label = format!("cpu{cpu} ");
+    let line = stat.lines().find(|l| l.starts_with(&label)).with_context(|| format!("no {label} in /proc/stat"))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Ok((total - idle, total))
+}
+
+fn self_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() -> Result<()> {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(e) => {
+            eprintln!("chat-load: {e:#}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let args = Rc::new(args);
+    let nonce = format!("{:x}", now_ns() ^ (std::process::id() as u64) << 40);
+    let nonce = nonce[nonce.len().saturating_sub(8)..].to_string();
+
+    // Accounts.
+    let t0 = now_ns();
+    let mut cookies = Vec::new();
+    for u in 0..args.users {
+        let name = format!("bench{nonce}u{u}");
+        cookies.push(Rc::new(sign_up(&args.addr, &name)?));
+    }
+    eprintln!("chat-load: {} accounts in {:.2} s", args.users, (now_ns() - t0) as f64 / 1e9);
+
+    let shared = Rc::new(RefCell::new(Shared {
+        nonce: nonce.clone(),
+        rooms: args.rooms,
+        senders: args.senders,
+        conns: (0..args.conns)
+            .map(|_| ConnState {
+                seen: vec![Vec::new(); args.senders],
+                distinct: vec![0; args.senders],
+                last_seq: vec![-1; args.senders],
+                last_id: vec![(0, 0); args.rooms],
+                order_hash: vec![0xcbf2_9ce4_8422_2325; args.rooms],
+            })
+            .collect(),
+        hist: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
+        hellos: 0,
+        deliveries_total: Arc::new(AtomicU64::new(0)),
+        deliveries_measured: 0,
+        duplicated: 0,
+        out_of_order_sender: 0,
+        out_of_order_room: 0,
+        foreign: 0,
+        closed_early: 0,
+        errors: Vec::new(),
+        pings: 0,
+        error_events: 0,
+    }));
+    let gate = Rc::new(tokio::sync::Semaphore::new(args.connect_parallel));
+    let writers: Rc<RefCell<Vec<Option<Arc<Writer>>>>> =
+        Rc::new(RefCell::new(vec![None; args.conns]));
+    let stop = Rc::new(Cell::new(false));
+
+    // Connections.
+    let t0 = now_ns();
+    for c in 0..args.conns {
+        tokio::task::spawn_local(connection(
+            c,
+            args.clone(),
+            cookies[c % cookies.len()].clone(),
+            shared.clone(),
+            gate.clone(),
+            writers.clone(),
+            stop.clone(),
+        ));
+    }
+    loop {
+        {
+            let sh = shared.borrow();
+            if sh.hellos >= args.conns {
+                break;
+            }
+            if sh.closed_early > 0 {
+                bail!("connections failed while connecting: {:?}", sh.errors);
+            }
+        }
+        if now_ns() - t0 > 60_000_000_000 {
+            bail!("only {} of {} hellos after 60 s", shared.borrow().hellos, args.conns);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("chat-load: {} connections ready in {:.2} s", args.conns, (now_ns() - t0) as f64 / 1e9);
+
+    // Senders: spread over the connections (and so over the accounts). The schedule runs on its
+    // own thread (same core, by taskset), sleeping in clock_nanosleep(TIMER_ABSTIME), so a send
+    // is not held up behind a turn of the readers' event loop.
+    let sender_w: Vec<Arc<Writer>> = (0..args.senders)
+        .map(|s| writers.borrow()[s * (args.conns / args.senders)].clone().expect("writer"))
+        .collect();
+    let deliveries = shared.borrow().deliveries_total.clone();
+    let sargs = (*args).clone();
+    let snonce = nonce.clone();
+    let sender = std::thread::spawn(move || send_schedule(sargs, snonce, sender_w, deliveries));
+    while !sender.is_finished() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    let SendReport {
+        total_msgs,
+        measured_msgs,
+        sent_per_sender,
+        lag_sum,
+        max_lag,
+        measure_start_ns,
+        end_wall,
+        measured_deliveries_at_end,
+        srv_before,
+        srv_after,
+        core_before,
+        core_after,
+        self_before,
+        self_after,
+    } = sent;
+    let ticks = clock_ticks_per_second();
+
+    // Drain.
+    let drain_end = now_ns() + (args.drain * 1e9) as u64;
+    let expected_total = total_msgs * args.conns as u64;
+    loop {
+        if shared.borrow().deliveries_total.load(Ordering::Relaxed) >= expected_total {
+            break;
+        }
+        if now_ns() > drain_end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.set(true);
+
+    // Report.
+    let sh = shared.borrow();
+    let wall = (end_wall - measure_start_ns) as f64 / 1e9;
+    let mut lost = 0u64;
+    for st in &sh.conns {
+        for s in 0..args.senders {
+            lost += sent_per_sender[s] - st.distinct[s];
+        }
+    }
+    let mut mismatch = 0u64;
+    for st in sh.conns.iter().skip(1) {
+        for r in 0..args.rooms {
+            if st.order_hash[r] != sh.conns[0].order_hash[r] {
+                mismatch += 1;
+            }
+        }
+    }
+        println!("nonce={nonce}");
+    println!("conns={}", args.conns);
+    println!("users={}", args.users);
+    println!("senders={}", args.senders);
+    println!("rooms={}", args.rooms);
+    println!("rate={}", args.rate);
+    println!("size={}", args.size);
+    println!("measured_seconds={wall:.3}");
+    println!("messages_sent={total_msgs}");
+    println!("messages_measured={measured_msgs}");
+    println!("send_rate={:.1}", measured_msgs as f64 / wall);
+    println!("send_lag_mean_us={:.1}", lag_sum as f64 / measured_msgs.max(1) as f64 / 1e3);
+    println!("send_lag_max_us={:.1}", max_lag as f64 / 1e3);
+    println!("deliveries_expected={expected_total}");
+    println!("deliveries={}", sh.deliveries_total.load(Ordering::Relaxed));
+    println!("deliveries_measured={}", sh.deliveries_measured);
+    println!("deliveries_in_window={measured_deliveries_at_end}");
+    println!("deliveries_per_s={:.1}", sh.deliveries_measured as f64 / wall);
+    println!("lost={lost}");
+    println!("duplicated={}", sh.duplicated);
+    println!("out_of_order={}", sh.out_of_order_sender + sh.out_of_order_room);
+    println!("out_of_order_sender={}", sh.out_of_order_sender);
+    println!("out_of_order_room={}", sh.out_of_order_room);
+    println!("room_order_mismatch={mismatch}");
+    println!("foreign={}", sh.foreign);
+    println!("error_events={}", sh.error_events);
+    println!("closed_early={}", sh.closed_early);
+    println!("pings={}", sh.pings);
+    for (i, e) in sh.errors.iter().enumerate() {
+        println!("error{i}={}", e.replace('\n', " "));
+    }
+    let h = &sh.hist;
+    let us = |v: u64| v as f64 / 1e3;
+    println!("latency_count={}", h.len());
+    println!("p50_us={:.1}", us(h.value_at_quantile(0.50)));
+    println!("p90_us={:.1}", us(h.value_at_quantile(0.90)));
+    println!("p99_us={:.1}", us(h.value_at_quantile(0.99)));
+    println!("p999_us={:.1}", us(h.value_at_quantile(0.999)));
+    println!("max_us={:.1}", us(h.max()));
+    println!("generator_cpu_seconds={:.3}", (self_after - self_before) as f64 / 1e9);
+    println!("generator_busy_pct={:.1}", (self_after - self_before) as f64 / 1e9 / wall * 100.0);
+    if let (Some(b), Some(a)) = (srv_before, srv_after) {
+        let cpu = (a - b) as f64 / ticks as f64;
+        println!("server_cpu_seconds={cpu:.3}");
+        println!("server_busy_pct={:.1}", cpu / wall * 100.0);
+        println!("deliveries_per_server_cpu_s={:.0}", measured_deliveries_at_end as f64 / cpu.max(1e-9));
+        if let (Some((bb, bt)), Some((ab, at))) = (core_before, core_after) {
+            let core_busy = (ab - bb) as f64 / ticks as f64;
+            let core_total = (at - bt) as f64 / ticks as f64;
+            println!("server_core_busy_pct={:.1}", core_busy / core_total.max(1e-9) * 100.0);
+            println!("other_pct={:.1}", ((core_busy - cpu) / core_total.max(1e-9) * 100.0).max(0.0));
+        }
+    }
+    Ok(())
+}
