@@ -129,7 +129,10 @@ fn parse_args() -> Result<Option<Args>> {
 }
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -147,7 +150,8 @@ fn sign_up(addr: &str, username: &str) -> Result<String> {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    let mut s =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(request.as_bytes())?;
     let mut response = Vec::new();
@@ -193,7 +197,10 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// One complete server frame at the start of `buf`: (fin, opcode, payload range, frame length).
-fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, usize)>> {
+/// A parsed server frame: fin, opcode, where its payload lies, and its whole length.
+type ParsedFrame = (bool, u8, std::ops::Range<usize>, usize);
+
+fn parse_frame(buf: &[u8]) -> Result<Option<ParsedFrame>> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -213,7 +220,10 @@ fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, u
             if buf.len() < 10 {
                 return Ok(None);
             }
-            (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10)
+            (
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                10,
+            )
         }
         n => (n as usize, 2),
     };
@@ -247,7 +257,11 @@ impl Writer {
             match e.kind() {
                 std::io::ErrorKind::Interrupted => {}
                 std::io::ErrorKind::WouldBlock => {
-                    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
                     // SAFETY: one valid pollfd.
                     unsafe { libc::poll(&mut p, 1, 100) };
                 }
@@ -337,9 +351,13 @@ impl Shared {
         if !text.starts_with(br#"{"type":"serverMessages""#) {
             return;
         }
-        let Some(r) = find(text, br#""roomId":""#, 0) else { return };
+        let Some(r) = find(text, br#""roomId":""#, 0) else {
+            return;
+        };
         let rs = r + 10;
-        let Some(re) = find(text, b"\"", rs) else { return };
+        let Some(re) = find(text, b"\"", rs) else {
+            return;
+        };
         let room_name = &text[rs..re];
         let room = match room_name.strip_prefix(b"r").and_then(parse_u64) {
             Some(n) if (n as usize) < self.rooms => n as usize,
@@ -351,9 +369,13 @@ impl Shared {
         let mut pos = re;
         while let Some(i) = find(text, br#"{"id":""#, pos) {
             let is = i + 7;
-            let Some(ie) = find(text, b"\"", is) else { break };
+            let Some(ie) = find(text, b"\"", is) else {
+                break;
+            };
             let id = &text[is..ie];
-            let Some(dash) = id.iter().position(|&b| b == b'-') else { break };
+            let Some(dash) = id.iter().position(|&b| b == b'-') else {
+                break;
+            };
             let (Some(ms), Some(seq)) = (parse_u64(&id[..dash]), parse_u64(&id[dash + 1..])) else {
                 break;
             };
@@ -361,7 +383,9 @@ impl Shared {
             if text.get(ie..cs) != Some(br#"","content":""#.as_slice()) {
                 break;
             }
-            let Some(ce) = find(text, b"\"", cs) else { break };
+            let Some(ce) = find(text, b"\"", cs) else {
+                break;
+            };
             pos = ce;
             self.on_message(c, room, (ms, seq), &text[cs..ce], t);
         }
@@ -478,7 +502,10 @@ async fn connection_inner(
         buf.extend_from_slice(&chunk[..n]);
     };
     if !buf.starts_with(b"HTTP/1.1 101") {
-        bail!("handshake refused: {}", String::from_utf8_lossy(&buf[..head_end]));
+        bail!(
+            "handshake refused: {}",
+            String::from_utf8_lossy(&buf[..head_end])
+        );
     }
     buf.drain(..head_end);
     drop(permit);
@@ -489,7 +516,10 @@ async fn connection_inner(
         bail!("dup: {}", std::io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor we own.
-    let tx = Arc::new(Writer { fd: unsafe { OwnedFd::from_raw_fd(wfd) }, lock: Mutex::new(()) });
+    let tx = Arc::new(Writer {
+        fd: unsafe { OwnedFd::from_raw_fd(wfd) },
+        lock: Mutex::new(()),
+    });
     writer_slot.borrow_mut()[c] = Some(tx.clone());
     let rd = &mut stream;
 
@@ -500,7 +530,9 @@ async fn connection_inner(
         // Parse every complete frame in the buffer.
         let t = now_ns();
         loop {
-            let Some((fin, opcode, range, len)) = parse_frame(&buf[start..])? else { break };
+            let Some((fin, opcode, range, len)) = parse_frame(&buf[start..])? else {
+                break;
+            };
             let payload = &buf[start + range.start..start + range.end];
             match opcode {
                 0x1 | 0x2 if fin => shared.borrow_mut().on_text(c, payload, t),
@@ -559,7 +591,14 @@ fn sleep_until_ns(t_ns: u64) {
     };
     // SAFETY: valid timespec; EINTR just ends the sleep early, and the loop below re-checks.
     while now_ns() < t_ns {
-        unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
+        unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
+        };
     }
 }
 
@@ -580,7 +619,12 @@ struct SendReport {
     self_after: u64,
 }
 
-fn send_schedule(args: Args, nonce: String, writers: Vec<Arc<Writer>>, deliveries: Arc<AtomicU64>) -> Result<SendReport> {
+fn send_schedule(
+    args: Args,
+    nonce: String,
+    writers: Vec<Arc<Writer>>,
+    deliveries: Arc<AtomicU64>,
+) -> Result<SendReport> {
     let period_ns = 1e9 / args.rate;
     let warm_msgs = (args.warmup * args.rate).round() as u64;
     let measured_msgs = (args.duration * args.rate).round() as u64;
@@ -590,7 +634,8 @@ fn send_schedule(args: Args, nonce: String, writers: Vec<Arc<Writer>>, deliverie
     let (mut max_lag, mut lag_sum) = (0u64, 0u64);
     let (mut srv_before, mut core_before, mut self_before) = (None, None, 0);
     let (mut measure_start_ns, mut deliveries_at_start) = (start, 0);
-    let snapshot = |args: &Args| -> Result<(Option<u64>, Option<(u64, u64)>, u64)> {
+    type Snapshot = (Option<u64>, Option<(u64, u64)>, u64);
+    let snapshot = |args: &Args| -> Result<Snapshot> {
         Ok((
             args.server_pid.map(proc_ticks).transpose()?,
             args.server_cpu.map(core_ticks).transpose()?,
@@ -622,7 +667,9 @@ fn send_schedule(args: Args, nonce: String, writers: Vec<Arc<Writer>>, deliverie
             max_lag = max_lag.max(lag);
             lag_sum += lag;
         }
-        writers[s].write_all(&client_frame(0x1, json.as_bytes())).context("sending")?;
+        writers[s]
+            .write_all(&client_frame(0x1, json.as_bytes()))
+            .context("sending")?;
     }
     let end = start + (total_msgs as f64 * period_ns) as u64;
     sleep_until_ns(end);
@@ -659,22 +706,34 @@ fn clock_ticks_per_second() -> u64 {
 fn proc_ticks(pid: u32) -> Result<u64> {
     let path = Path::new("/proc").join(pid.to_string()).join("stat");
     let line = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
-    Ok(decode_cpu_ticks(&line).map_err(|e| anyhow::anyhow!("{e:?}"))?.total())
+    Ok(decode_cpu_ticks(&line)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .total())
 }
 
 /// (busy, total) ticks of one CPU from /proc/stat.
 fn core_ticks(cpu: usize) -> Result<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let label = format!("cpu{cpu} ");
-    let line = stat.lines().find(|l| l.starts_with(&label)).with_context(|| format!("no {label} in /proc/stat"))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&label))
+        .with_context(|| format!("no {label} in /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     Ok((total - idle, total))
 }
 
 fn self_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -694,7 +753,9 @@ fn main() -> Result<()> {
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, run(args))
 }
@@ -711,7 +772,11 @@ async fn run(args: Args) -> Result<()> {
         let name = format!("bench{nonce}u{u}");
         cookies.push(Rc::new(sign_up(&args.addr, &name)?));
     }
-    eprintln!("chat-load: {} accounts in {:.2} s", args.users, (now_ns() - t0) as f64 / 1e9);
+    eprintln!(
+        "chat-load: {} accounts in {:.2} s",
+        args.users,
+        (now_ns() - t0) as f64 / 1e9
+    );
 
     let shared = Rc::new(RefCell::new(Shared {
         nonce: nonce.clone(),
@@ -768,17 +833,29 @@ async fn run(args: Args) -> Result<()> {
             }
         }
         if now_ns() - t0 > 60_000_000_000 {
-            bail!("only {} of {} hellos after 60 s", shared.borrow().hellos, args.conns);
+            bail!(
+                "only {} of {} hellos after 60 s",
+                shared.borrow().hellos,
+                args.conns
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    eprintln!("chat-load: {} connections ready in {:.2} s", args.conns, (now_ns() - t0) as f64 / 1e9);
+    eprintln!(
+        "chat-load: {} connections ready in {:.2} s",
+        args.conns,
+        (now_ns() - t0) as f64 / 1e9
+    );
 
     // Senders: spread over the connections (and so over the accounts). The schedule runs on its
     // own thread (same core, by taskset), sleeping in clock_nanosleep(TIMER_ABSTIME), so a send
     // is not held up behind a turn of the readers' event loop.
     let sender_w: Vec<Arc<Writer>> = (0..args.senders)
-        .map(|s| writers.borrow()[s * (args.conns / args.senders)].clone().expect("writer"))
+        .map(|s| {
+            writers.borrow()[s * (args.conns / args.senders)]
+                .clone()
+                .expect("writer")
+        })
         .collect();
     let deliveries = shared.borrow().deliveries_total.clone();
     let sargs = (*args).clone();
@@ -787,7 +864,9 @@ async fn run(args: Args) -> Result<()> {
     while !sender.is_finished() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let sent = sender.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    let sent = sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
     let SendReport {
         total_msgs,
         measured_msgs,
@@ -825,8 +904,8 @@ async fn run(args: Args) -> Result<()> {
     let wall = (end_wall - measure_start_ns) as f64 / 1e9;
     let mut lost = 0u64;
     for st in &sh.conns {
-        for s in 0..args.senders {
-            lost += sent_per_sender[s] - st.distinct[s];
+        for (sent, seen) in sent_per_sender.iter().zip(&st.distinct).take(args.senders) {
+            lost += sent - seen;
         }
     }
     let mut mismatch = 0u64;
@@ -837,7 +916,7 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     }
-        println!("nonce={nonce}");
+    println!("nonce={nonce}");
     println!("conns={}", args.conns);
     println!("users={}", args.users);
     println!("senders={}", args.senders);
@@ -848,16 +927,25 @@ async fn run(args: Args) -> Result<()> {
     println!("messages_sent={total_msgs}");
     println!("messages_measured={measured_msgs}");
     println!("send_rate={:.1}", measured_msgs as f64 / wall);
-    println!("send_lag_mean_us={:.1}", lag_sum as f64 / measured_msgs.max(1) as f64 / 1e3);
+    println!(
+        "send_lag_mean_us={:.1}",
+        lag_sum as f64 / measured_msgs.max(1) as f64 / 1e3
+    );
     println!("send_lag_max_us={:.1}", max_lag as f64 / 1e3);
     println!("deliveries_expected={expected_total}");
     println!("deliveries={}", sh.deliveries_total.load(Ordering::Relaxed));
     println!("deliveries_measured={}", sh.deliveries_measured);
     println!("deliveries_in_window={measured_deliveries_at_end}");
-    println!("deliveries_per_s={:.1}", sh.deliveries_measured as f64 / wall);
+    println!(
+        "deliveries_per_s={:.1}",
+        sh.deliveries_measured as f64 / wall
+    );
     println!("lost={lost}");
     println!("duplicated={}", sh.duplicated);
-    println!("out_of_order={}", sh.out_of_order_sender + sh.out_of_order_room);
+    println!(
+        "out_of_order={}",
+        sh.out_of_order_sender + sh.out_of_order_room
+    );
     println!("out_of_order_sender={}", sh.out_of_order_sender);
     println!("out_of_order_room={}", sh.out_of_order_room);
     println!("room_order_mismatch={mismatch}");
@@ -876,18 +964,33 @@ async fn run(args: Args) -> Result<()> {
     println!("p99_us={:.1}", us(h.value_at_quantile(0.99)));
     println!("p999_us={:.1}", us(h.value_at_quantile(0.999)));
     println!("max_us={:.1}", us(h.max()));
-    println!("generator_cpu_seconds={:.3}", (self_after - self_before) as f64 / 1e9);
-    println!("generator_busy_pct={:.1}", (self_after - self_before) as f64 / 1e9 / wall * 100.0);
+    println!(
+        "generator_cpu_seconds={:.3}",
+        (self_after - self_before) as f64 / 1e9
+    );
+    println!(
+        "generator_busy_pct={:.1}",
+        (self_after - self_before) as f64 / 1e9 / wall * 100.0
+    );
     if let (Some(b), Some(a)) = (srv_before, srv_after) {
         let cpu = (a - b) as f64 / ticks as f64;
         println!("server_cpu_seconds={cpu:.3}");
         println!("server_busy_pct={:.1}", cpu / wall * 100.0);
-        println!("deliveries_per_server_cpu_s={:.0}", measured_deliveries_at_end as f64 / cpu.max(1e-9));
+        println!(
+            "deliveries_per_server_cpu_s={:.0}",
+            measured_deliveries_at_end as f64 / cpu.max(1e-9)
+        );
         if let (Some((bb, bt)), Some((ab, at))) = (core_before, core_after) {
             let core_busy = (ab - bb) as f64 / ticks as f64;
             let core_total = (at - bt) as f64 / ticks as f64;
-            println!("server_core_busy_pct={:.1}", core_busy / core_total.max(1e-9) * 100.0);
-            println!("other_pct={:.1}", ((core_busy - cpu) / core_total.max(1e-9) * 100.0).max(0.0));
+            println!(
+                "server_core_busy_pct={:.1}",
+                core_busy / core_total.max(1e-9) * 100.0
+            );
+            println!(
+                "other_pct={:.1}",
+                ((core_busy - cpu) / core_total.max(1e-9) * 100.0).max(0.0)
+            );
         }
     }
     Ok(())

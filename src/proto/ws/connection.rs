@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use super::frame::{decode_header, encode_close, encode_ping, encode_pong, unmask_into};
 use super::{
     CloseCode, Control, Data, Decode, FrameHeader, OpCode, WS_CONTROL_PAYLOAD_BYTES_MAX,
-    WS_EVENTS_PENDING_MAX, WsError, close_code_allowed,
+    WS_EVENTS_PENDING_MAX, WS_PONGS_PENDING_MAX, WsError, close_code_allowed,
 };
 
 /// What the client sent, for the server to act on.
@@ -157,9 +157,9 @@ pub struct WsConnection {
     fragmented: Fragmented,
     peek: Option<Peek>,
     events: VecDeque<Event>,
-    /// Encoded frames waiting for `poll_transmit`, written in this order. Each holds at most
-    /// one frame, so together they never exceed three control frames.
-    pong_out: Vec<u8>,
+    /// Encoded frames waiting for `poll_transmit`, written in this order: the pongs (one
+    /// frame each, at most [`WS_PONGS_PENDING_MAX`]), then at most one ping and one close.
+    pongs_out: VecDeque<Vec<u8>>,
     ping_out: Vec<u8>,
     close_out: Vec<u8>,
     /// We have queued a close frame; nothing may follow it (RFC 6455 §5.5.1).
@@ -178,7 +178,7 @@ impl WsConnection {
             fragmented: Fragmented::None,
             peek: None,
             events: VecDeque::new(),
-            pong_out: Vec::new(),
+            pongs_out: VecDeque::new(),
             ping_out: Vec::new(),
             close_out: Vec::new(),
             close_queued: false,
@@ -347,14 +347,20 @@ impl WsConnection {
         match header.opcode {
             OpCode::Control(Control::Ping) => {
                 // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
-                // frame in response, unless it already received a Close frame." and §5.5.3: "If
-                // an endpoint receives a Ping frame and has not yet sent Pong frame(s) in
-                // response to previous Ping frame(s), the endpoint MAY elect to send a Pong frame
-                // for only the most recently processed Ping frame." So one pong waits at most.
+                // frame in response, unless it already received a Close frame." So each ping
+                // gets its pong, in order, however many arrive in one read (Autobahn 2.10). A
+                // flood is bounded by §5.5.3: "If an endpoint receives a Ping frame and has not
+                // yet sent Pong frame(s) in response to previous Ping frame(s), the endpoint MAY
+                // elect to send a Pong frame for only the most recently processed Ping frame."
+                // With WS_PONGS_PENDING_MAX waiting, the oldest is dropped for the newest.
                 // After our own close nothing more is sent.
                 if !self.close_queued {
-                    self.pong_out.clear();
-                    encode_pong(&payload, &mut self.pong_out);
+                    if self.pongs_out.len() == WS_PONGS_PENDING_MAX {
+                        self.pongs_out.pop_front();
+                    }
+                    let mut frame = Vec::with_capacity(2 + payload.len());
+                    encode_pong(&payload, &mut frame);
+                    self.pongs_out.push_back(frame);
                 }
                 Ok(())
             }
@@ -500,11 +506,14 @@ impl WsConnection {
         self.events.pop_front()
     }
 
-    /// Appends the control frames waiting to be written (a pong, a heartbeat ping, a close) to
+    /// Appends the control frames waiting to be written (pongs, a heartbeat ping, a close) to
     /// `out`; returns how many bytes it appended.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
         let before = out.len();
-        for queued in [&mut self.pong_out, &mut self.ping_out, &mut self.close_out] {
+        for pong in self.pongs_out.drain(..) {
+            out.extend_from_slice(&pong);
+        }
+        for queued in [&mut self.ping_out, &mut self.close_out] {
             out.extend_from_slice(queued);
             queued.clear();
         }

@@ -75,6 +75,11 @@ pub const WS_SERVER_FRAME_HEADER_BYTES_MAX: usize = 10;
 /// cannot make the queue grow without bound.
 pub const WS_EVENTS_PENDING_MAX: usize = 64;
 
+/// Pongs a [`WsConnection`] holds for pings not yet answered. Every ping is answered, in
+/// order; with this many pongs waiting, a new ping's pong replaces the oldest one, as RFC 6455
+/// §5.5.3 allows. So a ping flood in one read costs at most this many pongs (about 2 KiB).
+pub const WS_PONGS_PENDING_MAX: usize = 16;
+
 /// Why a client's frames were refused. Always the client's fault: its bytes broke RFC 6455 or
 /// our limit. The reaction is the close code of [`WsError::close_code`] (the engine queues that
 /// close frame itself), then closing the TCP connection once it is written.

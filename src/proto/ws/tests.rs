@@ -381,11 +381,26 @@ fn vectors() -> Vec<(&'static str, usize, Vec<u8>, Fed)> {
             "pings, a pong and an empty fragment between fragments",
             DEFAULT,
             pings_and_pong_between.clone(),
-            // One pong waits at most: the latest ping's.
+            // Every ping gets its pong, in order.
             open(
                 vec![Event::Binary(b"\x00\x01\x02".to_vec())],
                 pings_and_pong_between.len(),
-                pong(b"2"),
+                [pong(b"1"), pong(b"2")].concat(),
+            ),
+        ),
+        (
+            // Autobahn 2.10 and 2.11: ten pings in one read (and byte by byte) get ten pongs.
+            "ten pings get ten pongs in order",
+            DEFAULT,
+            (0..10)
+                .flat_map(|i| masked(true, PING, format!("payload-{i}").as_bytes()))
+                .collect(),
+            open(
+                vec![],
+                10 * (6 + 9),
+                (0..10)
+                    .flat_map(|i| pong(format!("payload-{i}").as_bytes()))
+                    .collect(),
             ),
         ),
         (
@@ -980,13 +995,24 @@ fn event_limit_stops_input_until_drained() {
 }
 
 #[test]
-fn ping_floods_leave_one_pong() {
+fn ping_floods_leave_the_latest_pongs() {
     let input: Vec<u8> = (0..1000u32)
         .flat_map(|i| masked(true, PING, &i.to_be_bytes()))
         .collect();
     let mut conn = WsConnection::new(DEFAULT);
     assert_eq!(conn.handle_input(&input), Ok(input.len()));
-    assert_eq!(transmit(&mut conn), pong(&999u32.to_be_bytes()));
+    let latest: Vec<u8> = (1000 - WS_PONGS_PENDING_MAX as u32..1000)
+        .flat_map(|i| pong(&i.to_be_bytes()))
+        .collect();
+    assert_eq!(transmit(&mut conn), latest);
+    assert!(transmit(&mut conn).is_empty());
+    // Written pongs make room: the next pings are all answered again.
+    let input: Vec<u8> = (0..3u8).flat_map(|i| masked(true, PING, &[i])).collect();
+    assert_eq!(conn.handle_input(&input), Ok(input.len()));
+    assert_eq!(
+        transmit(&mut conn),
+        [pong(&[0]), pong(&[1]), pong(&[2])].concat()
+    );
 }
 
 #[test]
@@ -1549,7 +1575,7 @@ proptest! {
     ) {
         let mut input = Vec::new();
         let mut events = Vec::new();
-        let mut last_ping = None;
+        let mut sent_pings: Vec<[u8; 2]> = Vec::new();
         for (n, (is_text, text, binary, cuts, mask, pings)) in messages.iter().enumerate() {
             let payload = if *is_text { text.as_bytes() } else { &binary[..] };
             let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(payload.len() + 1)).collect();
@@ -1568,7 +1594,7 @@ proptest! {
                 if *pings && !fin {
                     let ping = [n as u8, i as u8];
                     encode_masked(true, PING, *mask, &ping, &mut input);
-                    last_ping = Some(ping);
+                    sent_pings.push(ping);
                 }
             }
             events.push(if *is_text {
@@ -1577,7 +1603,9 @@ proptest! {
                 Event::Binary(binary.clone())
             });
         }
-        let want = open(events, input.len(), last_ping.map(|p| pong(&p)).unwrap_or_default());
+        // Every ping's pong, in order, less the oldest past WS_PONGS_PENDING_MAX.
+        let answered = &sent_pings[sent_pings.len().saturating_sub(WS_PONGS_PENDING_MAX)..];
+        let want = open(events, input.len(), answered.iter().flat_map(|p| pong(p)).collect());
         let cut = cut.index(input.len() + 1);
         prop_assert_eq!(&feed(DEFAULT, &[&input]), &want);
         prop_assert_eq!(&feed(DEFAULT, &[&input[..cut], &input[cut..]]), &want);
