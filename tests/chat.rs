@@ -289,7 +289,7 @@ fn history_pages_back_to_the_first_message_and_survives_a_restart() {
     let cookie = sign_up(&server, "dave1");
     let mut ws = Ws::open(&server, Some(&cookie));
     assert_eq!(ws.event()["type"], "hello");
-    const N: usize = 250;
+    const N: usize = 1000;
     for i in 0..N {
         post(&mut ws, "wasm", &format!("n{i}"));
     }
@@ -333,6 +333,44 @@ fn history_pages_back_to_the_first_message_and_survives_a_restart() {
     }
     let expected: Vec<String> = (0..N).rev().map(|i| format!("n{i}")).collect();
     assert_eq!(all, expected, "no gap, no duplicate, newest first");
+}
+
+#[test]
+fn a_slow_consumer_is_closed_while_the_others_keep_pace() {
+    let server = Server::start("epoll", &["--threads", "2", "--max-message-chars", "60000"]);
+    let cookie = sign_up(&server, "erin1");
+    let mut slow = Ws::open(&server, Some(&cookie));
+    let mut fast: Vec<Ws> = (0..3).map(|_| Ws::open(&server, Some(&cookie))).collect();
+    assert_eq!(slow.event()["type"], "hello");
+    for ws in &mut fast {
+        assert_eq!(ws.event()["type"], "hello");
+    }
+    // The fast ones post and read; the slow one never reads. Each message is ~60 KB: the slow
+    // one's kernel buffers (a few MB on loopback) fill, then its outbox (16 × 64 KiB).
+    let content = "x".repeat(60_000);
+    let mut received = vec![0usize; fast.len()];
+    const MESSAGES: usize = 400;
+    for i in 0..MESSAGES {
+        let sender = i % fast.len();
+        post(&mut fast[sender], "beast", &content);
+        for (k, ws) in fast.iter_mut().enumerate() {
+            while received[k] <= i {
+                let ev = ws.event();
+                assert_eq!(ev["type"], "serverMessages");
+                received[k] += ev["payload"]["messages"].as_array().unwrap().len();
+            }
+        }
+    }
+    assert!(received.iter().all(|&n| n == MESSAGES), "{received:?}");
+    // Now the slow one reads: its backlog, then a close 1008 "slow consumer".
+    let close = loop {
+        let (op, payload) = slow.frame();
+        if op == 8 {
+            break payload;
+        }
+    };
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1008);
+    assert_eq!(&close[2..], b"slow consumer");
 }
 
 fn libc_sigterm() -> i32 {
