@@ -373,6 +373,65 @@ fn a_slow_consumer_is_closed_while_the_others_keep_pace() {
     assert_eq!(&close[2..], b"slow consumer");
 }
 
+#[test]
+fn hello_comes_first_and_joins_the_stream_without_gap_or_duplicate() {
+    let server = Server::start("uring", &["--threads", "2"]);
+    let cookie = sign_up(&server, "frank");
+    const N: usize = 300;
+    // One client posts while others connect: each newcomer's hello must come first, and its
+    // broadcasts must continue exactly after the newest message its hello showed.
+    let mut poster = Ws::open(&server, Some(&cookie));
+    assert_eq!(poster.event()["type"], "hello");
+    let posting = std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        for i in 0..N {
+            post(&mut poster, "beast", &format!("p{i}"));
+            while ids.len() <= i {
+                let ev = poster.event();
+                for m in ev["payload"]["messages"].as_array().unwrap() {
+                    ids.push(m["id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        ids
+    });
+    let mut joined = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(15));
+        let mut ws = Ws::open(&server, Some(&cookie));
+        let hello = ws.event();
+        assert_eq!(hello["type"], "hello", "the first event is hello: {hello}");
+        let newest = hello["payload"]["rooms"][0]["messages"][0]["id"]
+            .as_str()
+            .map(str::to_string);
+        joined.push((ws, newest));
+    }
+    let all = posting.join().unwrap();
+    let key = |id: &str| {
+        let (a, b) = id.split_once('-').unwrap();
+        (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap())
+    };
+    for (mut ws, newest) in joined {
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|id| newest.as_deref().is_none_or(|n| key(id) > key(n)))
+            .cloned()
+            .collect();
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            let ev = ws.event();
+            assert_eq!(ev["type"], "serverMessages", "{ev}");
+            for m in ev["payload"]["messages"].as_array().unwrap() {
+                got.push(m["id"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(
+            got, expected,
+            "after hello: every later message once, in order"
+        );
+    }
+}
+
 fn libc_sigterm() -> i32 {
     15
 }

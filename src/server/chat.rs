@@ -67,6 +67,11 @@ pub struct Hub {
     subscribers: RefCell<Subscribers>,
     sequencer: RefCell<Sequencer>,
     conns: RefCell<HashMap<ConnId, Rc<dyn Recipient>>>,
+    /// Per connection, each room's newest message its `hello` showed: a broadcast at or below
+    /// it was already shown (it was stored before the `hello`'s read, but its frame reached
+    /// this core after the `hello` was queued) and is skipped. Broadcasts of a room arrive in
+    /// id order, so a room's mark is dropped once a newer batch passes it.
+    shown: RefCell<HashMap<ConnId, Vec<Option<MessageId>>>>,
     next_conn: Cell<u64>,
     /// The sequencer may have a batch to start.
     batches: Notify,
@@ -86,6 +91,7 @@ impl Hub {
             store,
             mesh: RefCell::new(mesh),
             conns: RefCell::new(HashMap::new()),
+            shown: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             batches: Notify::new(),
         });
@@ -114,6 +120,13 @@ impl Hub {
 
     /// The `hello` is queued: release what was held for `conn` and the `hello` did not show.
     pub fn hello_sent(&self, conn: ConnId, newest: &[(usize, Option<MessageId>)]) {
+        let mut marks = vec![None; self.rooms.len()];
+        for &(room, id) in newest {
+            marks[room] = id;
+        }
+        if marks.iter().any(Option::is_some) {
+            self.shown.borrow_mut().insert(conn, marks);
+        }
         let held = self.subscribers.borrow_mut().hello_sent(conn, newest);
         if let Ok(frames) = held {
             for frame in frames {
@@ -125,6 +138,26 @@ impl Hub {
     pub fn leave(&self, conn: ConnId) {
         self.subscribers.borrow_mut().leave(conn);
         self.conns.borrow_mut().remove(&conn);
+        self.shown.borrow_mut().remove(&conn);
+    }
+
+    /// Whether `conn`'s `hello` already showed the batch ending at `last_id` of `room`.
+    fn already_shown(&self, conn: ConnId, room: usize, last_id: MessageId) -> bool {
+        let mut shown = self.shown.borrow_mut();
+        let Some(marks) = shown.get_mut(&conn) else {
+            return false;
+        };
+        match marks[room] {
+            Some(mark) if last_id <= mark => true,
+            Some(_) => {
+                marks[room] = None;
+                if marks.iter().all(Option::is_none) {
+                    shown.remove(&conn);
+                }
+                false
+            }
+            None => false,
+        }
     }
 
     /// Posts `contents` from `user` on `conn` to room `room`; the acknowledgement is the
@@ -206,7 +239,9 @@ impl Hub {
             (fanout.ready.to_vec(), fanout.cut)
         };
         for conn in ready {
-            self.deliver_to(conn, frame.clone());
+            if !self.already_shown(conn, room, last_id) {
+                self.deliver_to(conn, frame.clone());
+            }
         }
         for conn in cut {
             // Cut while pending: its recipient learns through a refused delivery.
