@@ -432,6 +432,29 @@ fn hello_comes_first_and_joins_the_stream_without_gap_or_duplicate() {
     }
 }
 
+#[test]
+fn shutdown_says_going_away_and_does_not_wait_for_clients() {
+    let mut server = Server::start("uring", &["--threads", "2"]);
+    let cookie = sign_up(&server, "gina1");
+    let mut conns: Vec<Ws> = (0..4).map(|_| Ws::open(&server, Some(&cookie))).collect();
+    for ws in &mut conns {
+        assert_eq!(ws.event()["type"], "hello");
+    }
+    server.signal(libc_sigterm());
+    for ws in &mut conns {
+        let (op, payload) = ws.frame();
+        assert_eq!(op, 8, "a close frame");
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
+        // Answer the close, as browsers do.
+        let mut close = vec![0x88, 0x82, 0, 0, 0, 0];
+        close.extend_from_slice(&payload[..2]);
+        ws.s.write_all(&close).unwrap();
+    }
+    let (code, took) = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+}
+
 fn libc_sigterm() -> i32 {
     15
 }

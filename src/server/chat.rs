@@ -56,6 +56,8 @@ pub enum CrossCore {
 pub trait Recipient {
     /// Queues a text frame; false when the connection is gone or was cut as a slow consumer.
     fn deliver(&self, frame: Bytes) -> bool;
+    /// The server is shutting down: start the close handshake (1001).
+    fn going_away(&self);
 }
 
 pub struct Hub {
@@ -139,6 +141,15 @@ impl Hub {
         self.subscribers.borrow_mut().leave(conn);
         self.conns.borrow_mut().remove(&conn);
         self.shown.borrow_mut().remove(&conn);
+    }
+
+    /// The core is draining: every chat connection starts its close handshake (1001), so
+    /// clients reconnect elsewhere instead of holding the shutdown until its timeout.
+    pub fn going_away(&self) {
+        let recipients: Vec<Rc<dyn Recipient>> = self.conns.borrow().values().cloned().collect();
+        for r in recipients {
+            r.going_away();
+        }
     }
 
     /// Whether `conn`'s `hello` already showed the batch ending at `last_id` of `room`.

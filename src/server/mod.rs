@@ -172,6 +172,10 @@ impl Service for Core {
     fn refused(&self) {
         CoreMetrics::add(&self.metrics().refused_connections, 1);
     }
+
+    fn begin_drain(&self) {
+        self.hub.going_away();
+    }
 }
 
 /// Sets up `tracing`: `RUST_LOG` when set, else `level`. Colours only on a terminal.

@@ -105,6 +105,13 @@ impl Recipient for Shared {
         self.wake.notify_one();
         open
     }
+
+    fn going_away(&self) {
+        self.ws
+            .borrow_mut()
+            .close(CloseCode::Away, "server shutting down");
+        self.wake.notify_one();
+    }
 }
 
 /// A chat connection's identity on its core.
