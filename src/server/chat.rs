@@ -249,8 +249,11 @@ impl Hub {
             let fanout = subscribers.broadcast(room, last_id, frame);
             (fanout.ready.to_vec(), fanout.cut)
         };
+        // Watermarks exist only for connections whose hello was recent: skip the per-recipient
+        // lookup entirely when there are none (nearly always).
+        let marks = !self.shown.borrow().is_empty();
         for conn in ready {
-            if !self.already_shown(conn, room, last_id) {
+            if !(marks && self.already_shown(conn, room, last_id)) {
                 self.deliver_to(conn, frame.clone());
             }
         }

@@ -43,7 +43,8 @@ use crate::chat::outbox::{
 };
 use crate::chat::subscribers::ConnId;
 use crate::proto::ws::{
-    CloseCode, Event, State, WsConnection, encode_binary, encode_text, encode_text_frame,
+    CloseCode, Event, State, WS_SERVER_FRAME_HEADER_BYTES_MAX, WsConnection, encode_binary,
+    encode_text, encode_text_frame,
 };
 use crate::rt::Conn;
 use crate::store::{
@@ -358,6 +359,14 @@ fn set_idle_deadline(conn: &Conn, shared: &Shared, deadline: Instant) {
     }
 }
 
+/// A close frame went one way or the other: the peer has [`CLOSE_WAIT_MS`] to finish.
+fn close_soon(conn: &Conn, shared: &Shared) {
+    let close_by = Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
+    if close_by < shared.idle_deadline.get() {
+        set_idle_deadline(conn, shared, close_by);
+    }
+}
+
 async fn read_loop(
     core: &Core,
     conn: &Conn,
@@ -395,10 +404,7 @@ async fn read_loop(
         shared.wake.notify_one();
         let state = shared.ws.borrow().state();
         if matches!(state, State::Closed | State::Failed) {
-            let close_by = Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
-            if close_by < shared.idle_deadline.get() {
-                set_idle_deadline(conn, shared, close_by);
-            }
+            close_soon(conn, shared);
         }
         if input.len() == input.capacity() {
             input.reserve(WS_READ_CHUNK_BYTES);
@@ -425,12 +431,12 @@ fn echo(shared: &Shared, event: Event) {
     match event {
         Event::Close { .. } => {}
         Event::Text(text) => {
-            let mut frame = Vec::with_capacity(text.len() + 10);
+            let mut frame = Vec::with_capacity(text.len() + WS_SERVER_FRAME_HEADER_BYTES_MAX);
             encode_text(&text, &mut frame);
             queue(shared, Bytes::from(frame));
         }
         Event::Binary(data) => {
-            let mut frame = Vec::with_capacity(data.len() + 10);
+            let mut frame = Vec::with_capacity(data.len() + WS_SERVER_FRAME_HEADER_BYTES_MAX);
             encode_binary(&data, &mut frame);
             queue(shared, Bytes::from(frame));
         }
@@ -518,10 +524,7 @@ async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {
         }
         CoreMetrics::add(&metrics.bytes_out, len as u64);
         if close_sent {
-            let close_by = Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
-            if close_by < shared.idle_deadline.get() {
-                set_idle_deadline(conn, shared, close_by);
-            }
+            close_soon(conn, shared);
         }
     }
 }
