@@ -1202,6 +1202,7 @@ fn routes(c: Client) {
         ("GET", "/api/logout", "POST"),
         ("POST", "/api/me", "GET, HEAD"),
         ("DELETE", "/api/me", "GET, HEAD"),
+        ("POST", "/api/limits", "GET, HEAD"),
     ] {
         let reply = c.send(method, path, &[("Content-Type", "application/json")], b"");
         assert_error(&reply, 405, "METHOD_NOT_ALLOWED", "method not allowed");
@@ -1209,6 +1210,31 @@ fn routes(c: Client) {
     }
     // A query string does not change the route.
     assert_bad_request(&c.post_json("/api/login?next=/chat", "{}"), INVALID_BODY);
+}
+
+/// `GET /api/limits` publishes the validation limits and `--max-message-chars`, which the web
+/// client's forms and message counter use.
+#[test]
+fn limits_follow_the_configuration() {
+    let _guard = shared();
+    for (args, chars) in [(&[][..], 4096), (&["--max-message-chars", "300"][..], 300)] {
+        let server = Ringchat::start(args);
+        let c = Client::new(&server);
+        let reply = c.send("GET", "/api/limits", &[], b"");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON body");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "usernameBytesMin": 4, "usernameBytesMax": 100, "emailBytesMax": 100,
+                "passwordBytesMin": 10, "passwordBytesMax": 100, "messageCharsMax": chars,
+            })
+        );
+        let head = c.send("HEAD", "/api/limits", &[], b"");
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+    }
 }
 
 /// API bodies are at most 16 KiB; larger ones get 413 before they are read.

@@ -1,5 +1,6 @@
 //! The REST API of accounts and sessions: `POST /api/create-account`, `POST /api/login`,
-//! `POST /api/logout`, `GET /api/me` (shared/spec/compat.md, "HTTP").
+//! `POST /api/logout`, `GET /api/me` (shared/spec/compat.md, "HTTP"), and `GET /api/limits`,
+//! ringchat's own addition for its web client.
 //!
 //! Each handler validates the body first (the reference's order and messages, 400), then
 //! consults the rate limits, then does the work: password hashing and verification on the
@@ -16,6 +17,9 @@
 //!   store does not answer in time; 500 `INTERNAL` when a store answers nonsense.
 //! - `POST /api/logout` deletes the session and expires the cookie (204, with or without a
 //!   session). `GET /api/me` is 200 `{"id","username"}` or 401 `UNAUTHORIZED`.
+//! - `GET /api/limits` is 200 with the limits a client should check before sending (the
+//!   validation rules' byte lengths and `--max-message-chars`), so the web client's forms and
+//!   message counter agree with this server's configuration. It needs no session.
 //!
 //! Nothing secret is logged: no passwords, hashes, cookies or session ids, and emails only
 //! never (a failed login logs nothing at info level).
@@ -31,7 +35,7 @@ use bytes::Bytes;
 
 use super::response::{Body, Response};
 use crate::accounts::ratelimit::{Limiter, RATE_LIMIT_KEYS_MAX, Rule, client_key};
-use crate::accounts::{self, Invalid, Verified};
+use crate::accounts::{self, Invalid, Verified, validate};
 use crate::proto::http1::{RequestHead, find_cookie, set_cookie_value};
 use crate::rt::{Busy, Workers};
 use crate::store::{CreateUser, SESSION_TTL_S, Store, StoreError};
@@ -43,6 +47,19 @@ pub const API_BODY_BYTES_MAX: u64 = 16 * 1024;
 /// Retry-After, in seconds, on a 503.
 pub const RETRY_AFTER_BUSY_S: u64 = 1;
 
+/// The `GET /api/limits` body: what a client should check before sending.
+fn limits_json(message_chars_max: usize) -> String {
+    serde_json::json!({
+        "usernameBytesMin": validate::USERNAME_BYTES_MIN,
+        "usernameBytesMax": validate::USERNAME_BYTES_MAX,
+        "emailBytesMax": validate::EMAIL_BYTES_MAX,
+        "passwordBytesMin": validate::PASSWORD_BYTES_MIN,
+        "passwordBytesMax": validate::PASSWORD_BYTES_MAX,
+        "messageCharsMax": message_chars_max,
+    })
+    .to_string()
+}
+
 /// Rate-limit settings, from the command line.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -50,6 +67,8 @@ pub struct Limits {
     pub login_failures: Rule,
     /// Successful sign-ups per client address.
     pub signups: Rule,
+    /// `--max-message-chars`, published by `GET /api/limits`.
+    pub message_chars_max: usize,
 }
 
 /// One core's account endpoints.
@@ -60,14 +79,17 @@ pub struct Api {
     failures_by_ip: RefCell<Limiter<IpAddr>>,
     failures_by_email: RefCell<Limiter<String>>,
     signups_by_ip: RefCell<Limiter<IpAddr>>,
+    /// The `GET /api/limits` body, encoded once.
+    limits_body: Bytes,
 }
 
 /// The endpoints and the methods each allows.
-const ROUTES: [(&str, &str); 4] = [
+const ROUTES: [(&str, &str); 5] = [
     ("/api/create-account", "POST"),
     ("/api/login", "POST"),
     ("/api/logout", "POST"),
     ("/api/me", "GET, HEAD"),
+    ("/api/limits", "GET, HEAD"),
 ];
 
 /// Whether `path` is one of the API's endpoints (whatever the method).
@@ -87,6 +109,7 @@ impl Api {
                 RATE_LIMIT_KEYS_MAX,
             )),
             signups_by_ip: RefCell::new(Limiter::new(limits.signups, RATE_LIMIT_KEYS_MAX)),
+            limits_body: Bytes::from(limits_json(limits.message_chars_max)),
         }
     }
 
@@ -124,6 +147,7 @@ impl Api {
             "/api/create-account" => self.create_account(content_type, body, peer).await,
             "/api/login" => self.login(content_type, body, peer).await,
             "/api/logout" => self.logout(head).await,
+            "/api/limits" => Ok(self.limits(head)),
             _ => self.me(head).await,
         };
         answer.unwrap_or_else(|e| e)
@@ -278,6 +302,16 @@ impl Api {
         );
         r.omit_body = head.method == "HEAD";
         Ok(r)
+    }
+
+    fn limits(&self, head: &RequestHead<'_>) -> Response {
+        let mut r = Response::new(
+            200,
+            Bytes::from_static(b"Content-Type: application/json\r\nCache-Control: no-cache\r\n"),
+            Body::Shared(self.limits_body.clone()),
+        );
+        r.omit_body = head.method == "HEAD";
+        r
     }
 
     async fn start_session(&self, user_id: i64) -> Result<Response, Response> {

@@ -237,6 +237,7 @@ pub fn run(config: Config) -> io::Result<()> {
     let limits = api::Limits {
         login_failures: RateRule::per(config.login_failures_per_minute, Duration::from_secs(60)),
         signups: RateRule::per(config.signups_per_hour, Duration::from_secs(3600)),
+        message_chars_max: config.max_message_chars,
     };
     let secure_cookies = config.secure_cookies;
     tracing::info!(

@@ -164,7 +164,7 @@ impl Entry {
         };
         let len = body.as_ref().map_or(len, |b| b.len() as u64);
         let headers = format!(
-            "Content-Type: {}\r\nETag: {}\r\nLast-Modified: {}\r\nCache-Control: {}\r\n",
+            "Content-Type: {}\r\nETag: {}\r\nLast-Modified: {}\r\nCache-Control: {}\r\nX-Content-Type-Options: nosniff\r\n",
             mime_type(rel),
             etag,
             httpdate::fmt_http_date(modified),
