@@ -67,16 +67,19 @@ test('unread counts: other rooms only, not own messages, persisted last-read', (
   model.applyServerMessages({ roomId: 'b', messages: [msg(4, ALICE)] });
   assert.equal(model.room('b').unread, 1);
   model.applyServerMessages({ roomId: 'a', messages: [msg(5)] });
-  assert.equal(model.room('a').unread, 0, 'the open room is counted by the page, not here');
+  assert.equal(model.room('a').unread, 0, 'the open room, looked at');
+  model.applyServerMessages({ roomId: 'a', messages: [msg(6)] }, 0, false);
+  assert.equal(model.room('a').unread, 1, 'the open room in a hidden tab');
+  model.markRead('a');
   model.select('b');
   model.markRead('b');
   assert.equal(model.room('b').unread, 0);
   // A reload: rooms read before count only what is newer than the stored id.
   model = new ChatModel(store);
   const later = rooms();
-  later[0].messages = [msg(7), msg(6), msg(5), ...newestFirst(1, 2)];
+  later[0].messages = [msg(8), msg(7), msg(6), msg(5), ...newestFirst(1, 2)];
   model.applyHello(hello(later));
-  assert.equal(model.room('a').unread, 3);
+  assert.equal(model.room('a').unread, 2);
   assert.equal(unreadLabel(150), '99+');
 });
 
@@ -177,6 +180,23 @@ test('catch-up gives up after CATCHUP_PAGES_MAX pages and drops what is no longe
     const [a, b] = [room.messages[i - 1].id, room.messages[i].id].map((id) => Number(id.split('-')[0]));
     assert.equal(b, a + 1, 'no hole in what is shown');
   }
+});
+
+test('a room never opened: its history counts as read, what comes after a reconnect does not', () => {
+  const model = new ChatModel(mapStore());
+  const h = (messages) => hello([
+    { id: 'a', name: 'A', hasMoreMessages: false, messages: [] },
+    { id: 'b', name: 'B', hasMoreMessages: false, messages },
+    { id: 'c', name: 'C', hasMoreMessages: false, messages: [] },
+  ]);
+  model.applyHello(h(newestFirst(1, 5)));
+  assert.equal(model.room('b').unread, 0);
+  model.connectionLost();
+  const again = h(newestFirst(1, 7));
+  again.rooms[2].messages = [msg(8)];
+  model.applyHello(again);
+  assert.equal(model.room('b').unread, 2);
+  assert.equal(model.room('c').unread, 1, 'an empty room that got a message while away');
 });
 
 test('a hello without a room drops it; the current room falls back to the first', () => {

@@ -129,18 +129,26 @@ function requestHistory(requests) {
 }
 
 function onHello(payload) {
-  const fromHash = roomFromHash();
+  const first = model.helloCount === 0;
+  const atBottom = isAtBottom();
   const { requests } = model.applyHello(payload, Date.now());
-  if (fromHash && model.room(fromHash) && model.helloCount === 1) model.select(fromHash);
+  const fromHash = roomFromHash();
+  if (first && fromHash && model.room(fromHash)) model.select(fromHash);
   requestHistory(requests);
   renderRooms();
-  renderRoom(scrollMemory.get(model.current) == null ? 'bottom' : 'keep');
+  renderRoom(first || atBottom ? 'bottom' : 'keep');
   markReadIfSeen();
+  maybeLoadOlder();
+}
+
+/** Whether the user sees the newest messages of the open room right now. */
+function seeingNewest() {
+  return document.visibilityState === 'visible' && isAtBottom();
 }
 
 function onServerMessages(payload) {
   const atBottom = isAtBottom();
-  const r = model.applyServerMessages(payload, Date.now());
+  const r = model.applyServerMessages(payload, Date.now(), seeingNewest());
   if (!r) return;
   if (r.roomId === model.current) {
     const mineSent = r.confirmed.length > 0;
@@ -248,7 +256,7 @@ function updatePill() {
 }
 
 function markReadIfSeen() {
-  if (document.visibilityState === 'visible' && isAtBottom() && model.current) {
+  if (seeingNewest() && model.current) {
     model.markRead(model.current);
     renderRooms();
   }

@@ -145,6 +145,15 @@ export class ChatModel {
         if (this.readStore) room.lastRead = this.readStore.get(r.id) || null;
       }
       room.name = r.name;
+      if (first && room.lastRead === null && r.messages && r.messages.length) {
+        // Never opened in this browser: what is already there counts as read, what arrives
+        // from now on (live or with a later hello) counts as unread.
+        const newest = r.messages.reduce((a, m) => (isMessageId(m.id) && compareIds(m.id, a) > 0 ? m.id : a), '0-0');
+        if (newest !== '0-0') {
+          room.lastRead = newest;
+          if (this.readStore) this.readStore.set(r.id, newest);
+        }
+      }
       room.inFlight = null;
       room.hole = null;
       seen.push(r.id);
@@ -175,15 +184,20 @@ export class ChatModel {
     return { rooms: seen, requests };
   }
 
-  /** Applies serverMessages. Returns `{roomId, fresh, confirmed}` or null for unknown rooms. */
-  applyServerMessages(payload, now = 0) {
+  /**
+   * Applies serverMessages. `seen`: whether the user is looking at the open room's newest
+   * messages (otherwise, as in a hidden tab, they count as unread there too). Returns
+   * `{roomId, fresh, confirmed}` or null for unknown rooms.
+   */
+  applyServerMessages(payload, now = 0, seen = true) {
     const room = this.rooms.get(payload.roomId);
     if (!room) return null;
     const fresh = room.merge(payload.messages || []);
     const confirmed = this.reconcilePending(room, now, false, fresh);
+    const counts = room.id !== this.current || !seen;
     for (const m of fresh) {
       if (this.isMine(m)) continue;
-      if (room.id !== this.current && (!room.lastRead || compareIds(m.id, room.lastRead) > 0)) room.unread += 1;
+      if (counts && (!room.lastRead || compareIds(m.id, room.lastRead) > 0)) room.unread += 1;
     }
     return { roomId: room.id, fresh, confirmed };
   }
@@ -328,16 +342,12 @@ export class ChatModel {
   }
 
   recountUnread(room) {
-    if (room.id === this.current && room.lastRead === null) {
-      room.unread = 0;
-      return;
-    }
     let n = 0;
     for (const m of room.messages) {
       if (this.isMine(m)) continue;
       if (!room.lastRead || compareIds(m.id, room.lastRead) > 0) n += 1;
     }
-    room.unread = room.lastRead === null ? 0 : n;
+    room.unread = n;
   }
 
   /**
