@@ -869,6 +869,10 @@ async function restartCatchUp() {
 async function awayAndBack(a, b, unblock) {
   await server.stop();
   await Promise.all([waitNotOnline(a), waitNotOnline(b)]);
+  for (const [who, page] of [['alice', a], ['bob', b]]) {
+    check(await page.locator('#composer-input').isDisabled(), `${who}'s composer is enabled while offline`);
+    check(await page.locator('#send').isDisabled(), `${who}'s send button is enabled while offline`);
+  }
   await server.start();
   await waitOnline(b);
 
@@ -932,6 +936,60 @@ async function awayAndBack(a, b, unblock) {
       throw new TestFailure(`${e.message}; it is ${shown}`);
     });
   }
+}
+
+/**
+ * Error events and failed sends, with the WebSocket relayed through the test: a send whose text
+ * holds FAIL_MARK is answered by the test with the server's STORE_UNAVAILABLE error instead of
+ * reaching the server, and an error event about nothing the page sent is injected. The failed
+ * send shows "not sent" with Retry; Retry, with the relay no longer failing, delivers it once.
+ */
+async function errorsAndFailedSends() {
+  const FAIL_MARK = '[fail this send]';
+  const context = await newContext();
+  await apiLogin(context, users.alice);
+  const page = await newPage(context, 'alice-relayed');
+  let failing = true;
+  let toPage = null;
+  await page.routeWebSocket(/\/api\/ws(\?|$)/, (ws) => {
+    const upstream = ws.connectToServer();
+    toPage = (event) => ws.send(JSON.stringify(event));
+    ws.onMessage((message) => {
+      if (failing && typeof message === 'string' && message.includes(FAIL_MARK)) {
+        ws.send(JSON.stringify({ type: 'error', payload: { id: 'STORE_UNAVAILABLE', message: 'the message store did not answer' } }));
+      } else {
+        upstream.send(message);
+      }
+    });
+  });
+  await page.goto('/chat#room=wasm');
+  await waitOnline(page, STEP_TIMEOUT_MS);
+  await openRoom(page, 'wasm');
+
+  const text = `${FAIL_MARK} ${suffix}`;
+  await page.locator('#composer-input').fill(text);
+  await page.locator('#composer-input').press('Enter');
+  const failed = page.locator('#messages .msg[data-pending="true"][data-failed="true"]');
+  await failed.waitFor({ state: 'visible' });
+  checkEqual(await failed.locator('.msg-text').textContent(), text, 'the failed send\'s text');
+  check(/store did not answer/.test(await failed.textContent()), 'the failed send does not say why');
+  checkEqual(await page.locator('#messages .msg[data-id]').filter({ hasText: FAIL_MARK }).count(), 0, 'delivered copies of the failed send');
+
+  // An error event that answers no send is shown inline and can be dismissed.
+  toPage({ type: 'error', payload: { id: 'UNKNOWN_ROOM', message: 'no room "zzz"' } });
+  const row = page.locator('#messages .chat-error');
+  await row.waitFor({ state: 'visible' });
+  check(/no room "zzz"/.test(await row.textContent()) && /UNKNOWN_ROOM/.test(await row.textContent()), 'the error row does not show the event');
+  await row.getByRole('button', { name: 'Dismiss' }).click();
+  await row.waitFor({ state: 'detached' });
+
+  failing = false;
+  await failed.locator('.msg-retry').click();
+  const delivered = await waitForMessage(page, text);
+  check(delivered.mine, 'the retried message is not marked as own');
+  await page.locator('#messages .msg[data-pending="true"]').waitFor({ state: 'detached' });
+  await sleep(ABSENCE_GRACE_MS);
+  checkEqual(await page.locator('#messages .msg').filter({ hasText: FAIL_MARK }).count(), 1, 'copies of the retried message');
 }
 
 async function phoneDrawer() {
@@ -1060,6 +1118,7 @@ const SCENARIOS = [
   { fn: newMessagesPill },
   { fn: xssAndWrap },
   { fn: restartCatchUp, timeoutMs: RESTART_SCENARIO_TIMEOUT_MS },
+  { fn: errorsAndFailedSends },
   { fn: phoneDrawer },
   { fn: keyboardOnly },
   { fn: darkMode },
