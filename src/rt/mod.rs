@@ -16,7 +16,7 @@ mod listener;
 mod mesh;
 mod workers;
 
-pub use self::affinity::available_cpus;
+pub use self::affinity::{available_cpus, raise_open_files_limit};
 pub use self::client::{connect, run_local};
 pub use self::conn::{Conn, SWEEP_INTERVAL_MS};
 pub use self::core::{Backend, CoreInfo, RtOptions, Service, choose_backend, run};

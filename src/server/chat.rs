@@ -77,7 +77,14 @@ pub struct Hub {
     next_conn: Cell<u64>,
     /// The sequencer may have a batch to start.
     batches: Notify,
+    /// Admission for connections being authenticated and sent their `hello` (each costs a
+    /// dozen store calls): at most [`HELLOS_IN_FLIGHT_MAX`] at once per core, the rest wait
+    /// their turn, so a reconnect storm queues instead of overflowing the store's queue.
+    hellos: tokio::sync::Semaphore,
 }
+
+/// Connections of one core authenticating and building their `hello` at the same time.
+pub const HELLOS_IN_FLIGHT_MAX: usize = 32;
 
 impl Hub {
     /// Creates the hub and spawns its tasks on the current core (the mesh pump and the
@@ -96,6 +103,7 @@ impl Hub {
             shown: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             batches: Notify::new(),
+            hellos: tokio::sync::Semaphore::new(HELLOS_IN_FLIGHT_MAX),
         });
         rt::spawn(hub.clone().pump());
         rt::spawn(hub.clone().drive_sequencer());
@@ -108,6 +116,15 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Waits for a turn to authenticate a connection and build its `hello`; the turn ends
+    /// when the permit is dropped.
+    pub async fn hello_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.hellos
+            .acquire()
+            .await
+            .expect("the hello semaphore is never closed")
     }
 
     /// Registers a connection, pending its `hello` in every room.

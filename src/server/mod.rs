@@ -214,6 +214,22 @@ pub fn run(config: Config) -> io::Result<()> {
     };
     let settings = Arc::new(Settings::from_config(&config));
     let all_metrics: Arc<[CoreMetrics]> = (0..threads).map(|_| CoreMetrics::default()).collect();
+    match rt::raise_open_files_limit() {
+        Ok(limit) => {
+            let wanted = config.connections_per_core_max.saturating_mul(threads) as u64;
+            if limit < wanted {
+                tracing::warn!(
+                    open_files = limit,
+                    connections = wanted,
+                    "the open-files limit is below --connections-per-core-max x threads; \
+                     accepts beyond it fail (raise LimitNOFILE / ulimit -Hn)"
+                );
+            } else {
+                tracing::info!(open_files = limit, "open-files limit");
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
     if StaticFiles::new(&config.static_dir).root_exists() {
         tracing::info!(dir = %config.static_dir.display(), "serving static files");
     } else {

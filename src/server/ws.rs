@@ -57,6 +57,9 @@ pub const OUTBOX_MESSAGES_BUDGET: usize = 16;
 pub const CLOSE_WAIT_MS: u64 = 1000;
 /// Read buffer growth step.
 pub const WS_READ_CHUNK_BYTES: usize = 16 * 1024;
+/// The read buffer of a connection whose last read was small and left nothing buffered: an
+/// idle chat connection waits on this much memory, not on [`WS_READ_CHUNK_BYTES`].
+pub const WS_IDLE_READ_BYTES: usize = 256;
 
 /// What the upgraded connection serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +145,9 @@ pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: En
     conn.set_deadline(Some(shared.idle_deadline.get()));
     let member = match &endpoint {
         Endpoint::Echo => None,
-        Endpoint::Chat { sid } => chat_open(core, &shared, sid.as_deref()).await,
+        // Boxed (as the events below): its state is large and needed only for a moment, and
+        // an unboxed one would be part of every connection's task for its whole life.
+        Endpoint::Chat { sid } => Box::pin(chat_open(core, &shared, sid.as_deref())).await,
     };
     tokio::join!(
         read_loop(core, conn, &shared, input, member.as_ref()),
@@ -158,6 +163,7 @@ pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: En
 async fn chat_open(core: &Core, shared: &Rc<Shared>, sid: Option<&str>) -> Option<Member> {
     let hub = core.hub();
     let store = hub.store();
+    let _turn = hub.hello_turn().await;
     let user = match sid.filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(sid) => match store.session_user(sid).await {
@@ -376,6 +382,8 @@ async fn read_loop(
 ) {
     let settings = core.ws_settings();
     let metrics = core.metrics();
+    // Bytes the last read brought (the upgrade's leftovers count as a small read).
+    let mut last_read = 0;
     loop {
         // Decode everything buffered; the engine stops at its event limit, so loop until it
         // uses nothing.
@@ -393,7 +401,7 @@ async fn read_loop(
                 let Some(event) = event else { break };
                 handled = true;
                 match member {
-                    Some(member) => chat_event(core, shared, member, event).await,
+                    Some(member) => Box::pin(chat_event(core, shared, member, event)).await,
                     None => echo(shared, event),
                 }
             }
@@ -406,7 +414,12 @@ async fn read_loop(
         if matches!(state, State::Closed | State::Failed) {
             close_soon(conn, shared);
         }
-        if input.len() == input.capacity() {
+        if input.is_empty()
+            && last_read < WS_IDLE_READ_BYTES
+            && input.capacity() > WS_IDLE_READ_BYTES
+        {
+            input = Vec::with_capacity(WS_IDLE_READ_BYTES);
+        } else if input.len() == input.capacity() {
             input.reserve(WS_READ_CHUNK_BYTES);
         }
         let (result, buf) = conn.read(input).await;
@@ -414,6 +427,7 @@ async fn read_loop(
         match result {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                last_read = n;
                 CoreMetrics::add(&metrics.bytes_in, n as u64);
                 if shared.ws.borrow().state() == State::Open {
                     set_idle_deadline(conn, shared, Instant::now() + settings.idle_timeout);

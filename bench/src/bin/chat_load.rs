@@ -35,7 +35,27 @@
 //! `--server-cpu`, also how busy that core was in total (`/proc/stat`), so `other %` shows
 //! anything else that ran there.
 //!
-//! Output: one `key=value` per line on stdout, for scripts (bench/chat-fanout.py).
+//! **Protocols** (`--proto`): `ringchat` is the real protocol above (accounts, cookie, hello,
+//! `clientMessages` → `serverMessages`, persisted). `room` is the peers' minimal room protocol
+//! (bench/peers/README.md): `GET /ws?rooms=r0,...,r<R-1>` (every connection in every room, as
+//! in ringchat), frames `r<k>\n<content>` broadcast unchanged; there are no ids, so the room
+//! order is checked on (sender, sequence) only.
+//!
+//! **Scenarios** (`--scenario`):
+//! - `fanout` (default): the open-loop schedule above.
+//! - `burst`: closed loop, the most deliveries per second: each sender keeps `--window`
+//!   messages in flight, posting the next when its own connection receives one of its own; the
+//!   window counts are the same checks as `fanout`; latency is receive − actual send.
+//! - `idle`: opens `--conns` connections (authenticated, each with its hello, for `ringchat`),
+//!   waits `--settle` seconds, and reports the server's resident memory (`VmRSS` of
+//!   `--server-pid`) before and after, per connection. With `--source-ips N` the client side
+//!   binds to 127.0.0.1 … 127.0.0.N round-robin, so more than one address's ephemeral ports
+//!   (~28k) can be used.
+//! - `login`: `--clients` keep-alive HTTP clients post `/api/login` back to back for
+//!   `--duration` seconds over `--users` accounts; logins per second and their latency.
+//!
+//! Output: one `key=value` per line on stdout, for scripts (bench/run, bench/chat-fanout.py),
+//! including `pct_<quantile>_us` lines for percentile curves.
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -52,12 +72,44 @@ use ringchat_bench::proc_stat::{decode_clock_ticks_per_second, decode_cpu_ticks}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const USAGE: &str = "usage: chat-load --addr HOST:PORT [--conns N] [--users N] [--senders N] \
-[--rooms N] [--rate MSG_PER_S] [--warmup S] [--duration S] [--drain S] [--size BYTES] \
-[--server-pid P] [--server-cpu N] [--connect-parallel N]";
+const USAGE: &str = "usage: chat-load --addr HOST:PORT [--proto ringchat|room] \
+[--scenario fanout|burst|idle|login] [--conns N] [--users N] [--senders N] [--rooms N] \
+[--rate MSG_PER_S] [--window N] [--warmup S] [--duration S] [--drain S] [--size BYTES] \
+[--settle S] [--source-ips N] [--clients N] [--server-pid P] [--server-cpu N] \
+[--connect-parallel N]";
+
+/// Quantiles printed as `pct_<q>_us`, for latency percentile curves.
+const CURVE_QUANTILES: [f64; 12] = [
+    0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999, 1.0,
+];
+/// Read buffer reserved per connection when messages flow, and when idle.
+const READ_RESERVE_BYTES: usize = 64 * 1024;
+const IDLE_READ_RESERVE_BYTES: usize = 2 * 1024;
+/// Most client source addresses (127.0.0.1 … 127.0.0.N).
+const SOURCE_IPS_MAX: usize = 250;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Proto {
+    Ringchat,
+    Room,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    Fanout,
+    Burst,
+    Idle,
+    Login,
+}
 
 #[derive(Clone)]
 struct Args {
+    proto: Proto,
+    scenario: Scenario,
+    window: usize,
+    settle: f64,
+    source_ips: usize,
+    clients: usize,
     addr: String,
     conns: usize,
     users: usize,
@@ -75,6 +127,12 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>> {
     let mut a = Args {
+        proto: Proto::Ringchat,
+        scenario: Scenario::Fanout,
+        window: 4,
+        settle: 2.0,
+        source_ips: 1,
+        clients: 8,
         addr: String::new(),
         conns: 1000,
         users: 10,
@@ -98,6 +156,26 @@ fn parse_args() -> Result<Option<Args>> {
         let bad = || format!("bad value for {flag}: {value:?}");
         match flag.as_str() {
             "--addr" => a.addr = value.clone(),
+            "--proto" => {
+                a.proto = match value.as_str() {
+                    "ringchat" => Proto::Ringchat,
+                    "room" => Proto::Room,
+                    _ => bail!("{}", bad()),
+                }
+            }
+            "--scenario" => {
+                a.scenario = match value.as_str() {
+                    "fanout" => Scenario::Fanout,
+                    "burst" => Scenario::Burst,
+                    "idle" => Scenario::Idle,
+                    "login" => Scenario::Login,
+                    _ => bail!("{}", bad()),
+                }
+            }
+            "--window" => a.window = value.parse().with_context(bad)?,
+            "--settle" => a.settle = value.parse().with_context(bad)?,
+            "--source-ips" => a.source_ips = value.parse().with_context(bad)?,
+            "--clients" => a.clients = value.parse().with_context(bad)?,
             "--conns" => a.conns = value.parse().with_context(bad)?,
             "--users" => a.users = value.parse().with_context(bad)?,
             "--senders" => a.senders = value.parse().with_context(bad)?,
@@ -121,6 +199,15 @@ fn parse_args() -> Result<Option<Args>> {
     }
     if a.senders > a.conns {
         bail!("--senders must not exceed --conns");
+    }
+    if a.source_ips == 0 || a.source_ips > SOURCE_IPS_MAX {
+        bail!("--source-ips must be 1..={SOURCE_IPS_MAX}");
+    }
+    if a.window == 0 || a.clients == 0 {
+        bail!("--window and --clients must be positive");
+    }
+    if a.proto == Proto::Room && a.scenario == Scenario::Login {
+        bail!("--scenario login needs --proto ringchat");
     }
     if a.size > 4000 {
         bail!("--size must be at most 4000 (the server's limit is 4096 characters)");
@@ -288,7 +375,55 @@ struct ConnState {
     order_hash: Vec<u64>,
 }
 
+/// The closed loop of `--scenario burst`: who sends next, driven by the reader thread.
+struct Burst {
+    /// Sender s's connection index and writer.
+    conn_of: Vec<usize>,
+    writers: Vec<Arc<Writer>>,
+    sent_per_sender: Vec<u64>,
+    /// Messages in the measured window carry phase `m`.
+    measuring: bool,
+    /// Set at the end: received own messages no longer trigger sends.
+    stopped: bool,
+    args: Args,
+}
+
+impl Burst {
+    fn send(&mut self, s: usize, nonce: &str) -> std::io::Result<()> {
+        let seq = self.sent_per_sender[s];
+        self.sent_per_sender[s] += 1;
+        let phase = if self.measuring { 'm' } else { 'w' };
+        let frame = message_frame(&self.args, nonce, s, seq, now_ns(), phase);
+        self.writers[s].write_all(&frame)
+    }
+}
+
+/// The client frame posting sender `s`'s message `seq`, stamped `intended` (ns).
+fn message_frame(
+    args: &Args,
+    nonce: &str,
+    s: usize,
+    seq: u64,
+    intended: u64,
+    phase: char,
+) -> Vec<u8> {
+    let mut content = format!("{nonce}|{s}|{seq}|{intended}|{phase}|");
+    while content.len() < args.size {
+        content.push('x');
+    }
+    let room = s % args.rooms;
+    let text = match args.proto {
+        Proto::Ringchat => format!(
+            r#"{{"type":"clientMessages","payload":{{"roomId":"r{room}","messages":[{{"content":"{content}"}}]}}}}"#
+        ),
+        Proto::Room => format!("r{room}\n{content}"),
+    };
+    client_frame(0x1, text.as_bytes())
+}
+
 struct Shared {
+    proto: Proto,
+    burst: Option<Burst>,
     nonce: String,
     rooms: usize,
     senders: usize,
@@ -337,6 +472,20 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 impl Shared {
     /// One text message from the server on connection `c`, received at `t` ns.
     fn on_text(&mut self, c: usize, text: &[u8], t: u64) {
+        if self.proto == Proto::Room {
+            // `r<k>\n<content>`, the whole frame as a sender wrote it.
+            let Some(nl) = text.iter().position(|&b| b == b'\n') else {
+                self.foreign += 1;
+                return;
+            };
+            match text[..nl].strip_prefix(b"r").and_then(parse_u64) {
+                Some(n) if (n as usize) < self.rooms => {
+                    self.on_message(c, n as usize, None, &text[nl + 1..], t)
+                }
+                _ => self.foreign += 1,
+            }
+            return;
+        }
         if text.starts_with(br#"{"type":"hello""#) {
             self.hellos += 1;
             return;
@@ -387,11 +536,20 @@ impl Shared {
                 break;
             };
             pos = ce;
-            self.on_message(c, room, (ms, seq), &text[cs..ce], t);
+            self.on_message(c, room, Some((ms, seq)), &text[cs..ce], t);
         }
     }
 
-    fn on_message(&mut self, c: usize, room: usize, id: (u64, u64), content: &[u8], t: u64) {
+    /// One delivered message. `id` is the server's message id (`ringchat`); without one
+    /// (`room`), the room's order is checked on (sender, sequence).
+    fn on_message(
+        &mut self,
+        c: usize,
+        room: usize,
+        id: Option<(u64, u64)>,
+        content: &[u8],
+        t: u64,
+    ) {
         // content: "<nonce>|<sender>|<seq>|<intended ns>|<w or m>|<padding>"
         let mut parts = content.split(|&b| b == b'|');
         let nonce = parts.next().unwrap_or(b"");
@@ -416,10 +574,16 @@ impl Shared {
         self.deliveries_total.fetch_add(1, Ordering::Relaxed);
         let st = &mut self.conns[c];
         // Room order: ids strictly increase, and the rolling hash must match everyone's.
-        if id <= st.last_id[room] {
-            self.out_of_order_room += 1;
-        }
-        st.last_id[room] = id;
+        let id = match id {
+            Some(id) => {
+                if id <= st.last_id[room] {
+                    self.out_of_order_room += 1;
+                }
+                st.last_id[room] = id;
+                id
+            }
+            None => (sender as u64, seq),
+        };
         let h = &mut st.order_hash[room];
         *h = (*h ^ id.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ id.1).wrapping_mul(0x100_0000_01b3);
         // Sender sequence.
@@ -443,6 +607,14 @@ impl Shared {
             self.deliveries_measured += 1;
             let lat = t.saturating_sub(intended).max(1);
             self.hist.saturating_record(lat);
+        }
+        if let Some(burst) = &mut self.burst
+            && !burst.stopped
+            && burst.conn_of[sender] == c
+            && let Err(e) = burst.send(sender, &self.nonce)
+            && self.errors.len() < 5
+        {
+            self.errors.push(format!("burst send: {e}"));
         }
     }
 }
@@ -480,16 +652,40 @@ async fn connection_inner(
     stop: &Cell<bool>,
 ) -> Result<()> {
     let permit = gate.acquire().await?;
-    let mut stream = TcpStream::connect(&args.addr).await.context("connect")?;
+    let server: std::net::SocketAddr = args.addr.parse().context("--addr must be IP:PORT")?;
+    let socket = if server.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if args.source_ips > 1 && server.ip().is_loopback() && server.is_ipv4() {
+        let ip = std::net::Ipv4Addr::new(127, 0, 0, 1 + (c % args.source_ips) as u8);
+        socket
+            .bind((ip, 0).into())
+            .context("binding the source address")?;
+    }
+    let mut stream = socket.connect(server).await.context("connect")?;
     stream.set_nodelay(true)?;
+    let (target, cookie_line) = match args.proto {
+        Proto::Ringchat => ("/api/ws".to_string(), format!("Cookie: sid={cookie}\r\n")),
+        Proto::Room => {
+            let rooms: Vec<String> = (0..args.rooms).map(|r| format!("r{r}")).collect();
+            (format!("/ws?rooms={}", rooms.join(",")), String::new())
+        }
+    };
     let request = format!(
-        "GET /api/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Cookie: sid={cookie}\r\n\r\n",
+         {cookie_line}\r\n",
         args.addr
     );
     stream.write_all(request.as_bytes()).await?;
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let reserve = if args.scenario == Scenario::Idle {
+        IDLE_READ_RESERVE_BYTES
+    } else {
+        READ_RESERVE_BYTES
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(reserve);
     let head_end = loop {
         if let Some(p) = find(&buf, b"\r\n\r\n", 0) {
             break p + 4;
@@ -509,18 +705,30 @@ async fn connection_inner(
     }
     buf.drain(..head_end);
     drop(permit);
-
-    // SAFETY: dup of a valid socket; the copy is owned by the Writer.
-    let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if wfd < 0 {
-        bail!("dup: {}", std::io::Error::last_os_error());
+    if args.proto == Proto::Room {
+        // No hello in the room protocol: the connection is ready once upgraded.
+        shared.borrow_mut().hellos += 1;
     }
-    // SAFETY: a fresh descriptor we own.
-    let tx = Arc::new(Writer {
-        fd: unsafe { OwnedFd::from_raw_fd(wfd) },
-        lock: Mutex::new(()),
-    });
-    writer_slot.borrow_mut()[c] = Some(tx.clone());
+
+    // A dup of the socket for the sender thread, except when idle: then nothing is sent but
+    // pongs (written here), and one descriptor per connection lets twice as many be opened.
+    let tx = if args.scenario == Scenario::Idle {
+        None
+    } else {
+        // SAFETY: dup of a valid socket; the copy is owned by the Writer.
+        let wfd = unsafe { libc::dup(stream.as_raw_fd()) };
+        if wfd < 0 {
+            bail!("dup: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let tx = Arc::new(Writer {
+            fd: unsafe { OwnedFd::from_raw_fd(wfd) },
+            lock: Mutex::new(()),
+        });
+        writer_slot.borrow_mut()[c] = Some(tx.clone());
+        Some(tx)
+    };
+    let mut pongs: Vec<u8> = Vec::new();
     let rd = &mut stream;
 
     let mut fragments: Vec<u8> = Vec::new();
@@ -550,7 +758,9 @@ async fn connection_inner(
                     }
                 }
                 0x8 => {
-                    let _ = tx.write_all(&client_frame(0x8, payload));
+                    if let Some(tx) = &tx {
+                        let _ = tx.write_all(&client_frame(0x8, payload));
+                    }
                     if stop.get() {
                         return Ok(());
                     }
@@ -558,7 +768,12 @@ async fn connection_inner(
                 }
                 0x9 => {
                     shared.borrow_mut().pings += 1;
-                    let _ = tx.write_all(&client_frame(0xA, payload));
+                    match &tx {
+                        Some(tx) => {
+                            let _ = tx.write_all(&client_frame(0xA, payload));
+                        }
+                        None => pongs.extend_from_slice(&client_frame(0xA, payload)),
+                    }
                 }
                 _ => {}
             }
@@ -568,8 +783,12 @@ async fn connection_inner(
             buf.drain(..start);
             start = 0;
         }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
+        if !pongs.is_empty() {
+            rd.write_all(&pongs).await?;
+            pongs.clear();
+        }
+        if buf.capacity() - buf.len() < reserve / 4 {
+            buf.reserve(reserve);
         }
         let n = rd.read_buf(&mut buf).await?;
         if n == 0 {
@@ -634,14 +853,6 @@ fn send_schedule(
     let (mut max_lag, mut lag_sum) = (0u64, 0u64);
     let (mut srv_before, mut core_before, mut self_before) = (None, None, 0);
     let (mut measure_start_ns, mut deliveries_at_start) = (start, 0);
-    type Snapshot = (Option<u64>, Option<(u64, u64)>, u64);
-    let snapshot = |args: &Args| -> Result<Snapshot> {
-        Ok((
-            args.server_pid.map(proc_ticks).transpose()?,
-            args.server_cpu.map(core_ticks).transpose()?,
-            self_cpu_ns(),
-        ))
-    };
     for i in 0..total_msgs {
         let intended = start + (i as f64 * period_ns) as u64;
         sleep_until_ns(intended);
@@ -654,22 +865,13 @@ fn send_schedule(
         let seq = sent_per_sender[s];
         sent_per_sender[s] += 1;
         let phase = if i >= warm_msgs { 'm' } else { 'w' };
-        let mut content = format!("{nonce}|{s}|{seq}|{intended}|{phase}|");
-        while content.len() < args.size {
-            content.push('x');
-        }
-        let room = s % args.rooms;
-        let json = format!(
-            r#"{{"type":"clientMessages","payload":{{"roomId":"r{room}","messages":[{{"content":"{content}"}}]}}}}"#
-        );
+        let frame = message_frame(&args, &nonce, s, seq, intended, phase);
         if i >= warm_msgs {
             let lag = now_ns().saturating_sub(intended);
             max_lag = max_lag.max(lag);
             lag_sum += lag;
         }
-        writers[s]
-            .write_all(&client_frame(0x1, json.as_bytes()))
-            .context("sending")?;
+        writers[s].write_all(&frame).context("sending")?;
     }
     let end = start + (total_msgs as f64 * period_ns) as u64;
     sleep_until_ns(end);
@@ -691,6 +893,264 @@ fn send_schedule(
         self_before,
         self_after,
     })
+}
+
+/// Server CPU ticks, the server core's (busy, total) ticks, and this process's CPU ns.
+type Snapshot = (Option<u64>, Option<(u64, u64)>, u64);
+
+fn snapshot(args: &Args) -> Result<Snapshot> {
+    Ok((
+        args.server_pid.map(proc_ticks).transpose()?,
+        args.server_cpu.map(core_ticks).transpose()?,
+        self_cpu_ns(),
+    ))
+}
+
+/// `--scenario burst`: each sender keeps `--window` messages in flight (the reader thread posts
+/// the next one when a sender's own connection receives one of its messages).
+async fn burst_run(
+    args: &Args,
+    shared: &Rc<RefCell<Shared>>,
+    writers: &Rc<RefCell<Vec<Option<Arc<Writer>>>>>,
+) -> Result<SendReport> {
+    let conn_of: Vec<usize> = (0..args.senders)
+        .map(|s| s * (args.conns / args.senders))
+        .collect();
+    let sender_w = conn_of
+        .iter()
+        .map(|&c| writers.borrow()[c].clone().context("writer"))
+        .collect::<Result<Vec<_>>>()?;
+    {
+        let mut sh = shared.borrow_mut();
+        let nonce = sh.nonce.clone();
+        let mut burst = Burst {
+            conn_of,
+            writers: sender_w,
+            sent_per_sender: vec![0; args.senders],
+            measuring: false,
+            stopped: false,
+            args: args.clone(),
+        };
+        for _ in 0..args.window {
+            for s in 0..args.senders {
+                burst.send(s, &nonce).context("sending")?;
+            }
+        }
+        sh.burst = Some(burst);
+    }
+    let deliveries = shared.borrow().deliveries_total.clone();
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let (srv_before, core_before, self_before) = snapshot(args)?;
+    let deliveries_at_start = deliveries.load(Ordering::Relaxed);
+    let measure_start_ns = now_ns();
+    let sent_before: u64 = {
+        let mut sh = shared.borrow_mut();
+        let b = sh.burst.as_mut().expect("burst state");
+        b.measuring = true;
+        b.sent_per_sender.iter().sum()
+    };
+    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let (srv_after, core_after, self_after) = snapshot(args)?;
+    let end_wall = now_ns();
+    let measured_deliveries_at_end = deliveries.load(Ordering::Relaxed) - deliveries_at_start;
+    let mut sh = shared.borrow_mut();
+    let b = sh.burst.as_mut().expect("burst state");
+    b.stopped = true;
+    let total_msgs: u64 = b.sent_per_sender.iter().sum();
+    Ok(SendReport {
+        total_msgs,
+        measured_msgs: total_msgs - sent_before,
+        sent_per_sender: b.sent_per_sender.clone(),
+        lag_sum: 0,
+        max_lag: 0,
+        measure_start_ns,
+        end_wall,
+        measured_deliveries_at_end,
+        srv_before,
+        srv_after,
+        core_before,
+        core_after,
+        self_before,
+        self_after,
+    })
+}
+
+/// Resident memory of a process, KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// Raises this process's open-file limit to its hard limit (two descriptors per connection).
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out-pointer, then the same struct back in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Prints the latency histogram as `pXX_us` lines and `pct_<q>_us` curve points.
+fn print_latency(h: &Histogram<u64>) {
+    let us = |v: u64| v as f64 / 1e3;
+    println!("latency_count={}", h.len());
+    println!("p50_us={:.1}", us(h.value_at_quantile(0.50)));
+    println!("p90_us={:.1}", us(h.value_at_quantile(0.90)));
+    println!("p99_us={:.1}", us(h.value_at_quantile(0.99)));
+    println!("p999_us={:.1}", us(h.value_at_quantile(0.999)));
+    println!("max_us={:.1}", us(h.max()));
+    for q in CURVE_QUANTILES {
+        println!("pct_{q}_us={:.1}", us(h.value_at_quantile(q)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--scenario login`: REST logins per second.
+
+/// One keep-alive client posting `/api/login` until `deadline`; latencies of requests started
+/// after `measure_from` go to the histogram. Returns (ok, refused) counts in the window.
+async fn login_client(
+    args: Rc<Args>,
+    emails: Rc<Vec<String>>,
+    first: usize,
+    measure_from: u64,
+    deadline: u64,
+    hist: Rc<RefCell<Histogram<u64>>>,
+) -> Result<(u64, u64)> {
+    let (mut ok, mut refused) = (0u64, 0u64);
+    let mut i = first;
+    let mut stream: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(4096);
+    while now_ns() < deadline {
+        let email = &emails[i % emails.len()];
+        i += 1;
+        let body = format!(r#"{{"email":"{email}","password":"benchpassword-1234"}}"#);
+        let request = format!(
+            "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            args.addr,
+            body.len()
+        );
+        let t0 = now_ns();
+        let s = match &mut stream {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(&args.addr).await.context("connect")?;
+                s.set_nodelay(true)?;
+                stream.insert(s)
+            }
+        };
+        s.write_all(request.as_bytes()).await?;
+        buf.clear();
+        let (status, close) = loop {
+            let n = s.read_buf(&mut buf).await?;
+            if n == 0 {
+                bail!("connection closed before a response");
+            }
+            if let Some(end) = find(&buf, b"\r\n\r\n", 0) {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let status: u16 = head.get(9..12).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    if s.read_buf(&mut buf).await? == 0 {
+                        bail!("connection closed inside a response body");
+                    }
+                }
+                break (status, head.contains("connection: close"));
+            }
+        };
+        if close {
+            stream = None;
+        }
+        if t0 >= measure_from {
+            if status == 204 {
+                ok += 1;
+                hist.borrow_mut().saturating_record((now_ns() - t0).max(1));
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    Ok((ok, refused))
+}
+
+async fn login_run(args: Rc<Args>, nonce: &str) -> Result<()> {
+    let mut emails = Vec::new();
+    for u in 0..args.users {
+        let name = format!("bench{nonce}u{u}");
+        sign_up(&args.addr, &name)?;
+        emails.push(format!("{name}@bench.example"));
+    }
+    let emails = Rc::new(emails);
+    let hist = Rc::new(RefCell::new(Histogram::new_with_bounds(
+        1,
+        120_000_000_000,
+        3,
+    )?));
+    let start = now_ns();
+    let measure_from = start + (args.warmup * 1e9) as u64;
+    let deadline = measure_from + (args.duration * 1e9) as u64;
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        tasks.push(tokio::task::spawn_local(login_client(
+            args.clone(),
+            emails.clone(),
+            c,
+            measure_from,
+            deadline,
+            hist.clone(),
+        )));
+    }
+    while now_ns() < measure_from {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (srv_before, _, self_before) = snapshot(&args)?;
+    while now_ns() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (srv_after, _, self_after) = snapshot(&args)?;
+    let wall = (now_ns() - measure_from) as f64 / 1e9;
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (o, r) = t.await??;
+        ok += o;
+        refused += r;
+    }
+    println!("scenario=login");
+    println!("clients={}", args.clients);
+    println!("users={}", args.users);
+    println!("measured_seconds={wall:.3}");
+    println!("logins={ok}");
+    println!("refused={refused}");
+    println!("logins_per_s={:.1}", ok as f64 / wall);
+    print_latency(&hist.borrow());
+    println!(
+        "generator_cpu_seconds={:.3}",
+        (self_after - self_before) as f64 / 1e9
+    );
+    if let (Some(b), Some(a)) = (srv_before, srv_after) {
+        let cpu = (a - b) as f64 / clock_ticks_per_second() as f64;
+        println!("server_cpu_seconds={cpu:.3}");
+        println!(
+            "server_cpu_ms_per_login={:.2}",
+            cpu * 1e3 / ok.max(1) as f64
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -764,21 +1224,32 @@ async fn run(args: Args) -> Result<()> {
     let args = Rc::new(args);
     let nonce = format!("{:x}", now_ns() ^ (std::process::id() as u64) << 40);
     let nonce = nonce[nonce.len().saturating_sub(8)..].to_string();
+    raise_nofile();
+    if args.scenario == Scenario::Login {
+        return login_run(args, &nonce).await;
+    }
 
-    // Accounts.
+    // Accounts (the room protocol has none).
     let t0 = now_ns();
     let mut cookies = Vec::new();
-    for u in 0..args.users {
-        let name = format!("bench{nonce}u{u}");
-        cookies.push(Rc::new(sign_up(&args.addr, &name)?));
+    if args.proto == Proto::Ringchat {
+        for u in 0..args.users {
+            let name = format!("bench{nonce}u{u}");
+            cookies.push(Rc::new(sign_up(&args.addr, &name)?));
+        }
+    } else {
+        cookies.push(Rc::new(String::new()));
     }
     eprintln!(
         "chat-load: {} accounts in {:.2} s",
-        args.users,
+        cookies.len(),
         (now_ns() - t0) as f64 / 1e9
     );
+    let rss_before = args.server_pid.map(rss_kib).transpose()?;
 
     let shared = Rc::new(RefCell::new(Shared {
+        proto: args.proto,
+        burst: None,
         nonce: nonce.clone(),
         rooms: args.rooms,
         senders: args.senders,
@@ -832,9 +1303,9 @@ async fn run(args: Args) -> Result<()> {
                 bail!("connections failed while connecting: {:?}", sh.errors);
             }
         }
-        if now_ns() - t0 > 60_000_000_000 {
+        if now_ns() - t0 > 300_000_000_000 {
             bail!(
-                "only {} of {} hellos after 60 s",
+                "only {} of {} hellos after 300 s",
                 shared.borrow().hellos,
                 args.conns
             );
@@ -847,6 +1318,30 @@ async fn run(args: Args) -> Result<()> {
         (now_ns() - t0) as f64 / 1e9
     );
 
+    if args.scenario == Scenario::Idle {
+        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+        let sh = shared.borrow();
+        println!("scenario=idle");
+        println!("conns={}", args.conns);
+        println!("ready={}", sh.hellos);
+        println!("closed_early={}", sh.closed_early);
+        println!("source_ips={}", args.source_ips);
+        if let (Some(before), Some(pid)) = (rss_before, args.server_pid) {
+            let after = rss_kib(pid)?;
+            println!("server_rss_before_kib={before}");
+            println!("server_rss_after_kib={after}");
+            println!(
+                "server_rss_per_conn_bytes={:.0}",
+                (after.saturating_sub(before) * 1024) as f64 / args.conns as f64
+            );
+        }
+        for (i, e) in sh.errors.iter().enumerate() {
+            println!("error{i}={}", e.replace('\n', " "));
+        }
+        stop.set(true);
+        return Ok(());
+    }
+
     // Senders: spread over the connections (and so over the accounts). The schedule runs on its
     // own thread (same core, by taskset), sleeping in clock_nanosleep(TIMER_ABSTIME), so a send
     // is not held up behind a turn of the readers' event loop.
@@ -858,15 +1353,20 @@ async fn run(args: Args) -> Result<()> {
         })
         .collect();
     let deliveries = shared.borrow().deliveries_total.clone();
-    let sargs = (*args).clone();
-    let snonce = nonce.clone();
-    let sender = std::thread::spawn(move || send_schedule(sargs, snonce, sender_w, deliveries));
-    while !sender.is_finished() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let sent = sender
-        .join()
-        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    let sent = if args.scenario == Scenario::Burst {
+        drop(sender_w);
+        burst_run(&args, &shared, &writers).await?
+    } else {
+        let sargs = (*args).clone();
+        let snonce = nonce.clone();
+        let sender = std::thread::spawn(move || send_schedule(sargs, snonce, sender_w, deliveries));
+        while !sender.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))??
+    };
     let SendReport {
         total_msgs,
         measured_msgs,
@@ -917,6 +1417,22 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     println!("nonce={nonce}");
+    println!(
+        "scenario={}",
+        if args.scenario == Scenario::Burst {
+            "burst"
+        } else {
+            "fanout"
+        }
+    );
+    println!(
+        "proto={}",
+        if args.proto == Proto::Room {
+            "room"
+        } else {
+            "ringchat"
+        }
+    );
     println!("conns={}", args.conns);
     println!("users={}", args.users);
     println!("senders={}", args.senders);
@@ -937,6 +1453,10 @@ async fn run(args: Args) -> Result<()> {
     println!("deliveries_measured={}", sh.deliveries_measured);
     println!("deliveries_in_window={measured_deliveries_at_end}");
     println!(
+        "deliveries_in_window_per_s={:.1}",
+        measured_deliveries_at_end as f64 / wall
+    );
+    println!(
         "deliveries_per_s={:.1}",
         sh.deliveries_measured as f64 / wall
     );
@@ -956,14 +1476,7 @@ async fn run(args: Args) -> Result<()> {
     for (i, e) in sh.errors.iter().enumerate() {
         println!("error{i}={}", e.replace('\n', " "));
     }
-    let h = &sh.hist;
-    let us = |v: u64| v as f64 / 1e3;
-    println!("latency_count={}", h.len());
-    println!("p50_us={:.1}", us(h.value_at_quantile(0.50)));
-    println!("p90_us={:.1}", us(h.value_at_quantile(0.90)));
-    println!("p99_us={:.1}", us(h.value_at_quantile(0.99)));
-    println!("p999_us={:.1}", us(h.value_at_quantile(0.999)));
-    println!("max_us={:.1}", us(h.max()));
+    print_latency(&sh.hist);
     println!(
         "generator_cpu_seconds={:.3}",
         (self_after - self_before) as f64 / 1e9
