@@ -66,8 +66,10 @@ struct Held {
 
 #[derive(Debug)]
 struct Member {
-    /// The rooms it joined, each with its position in that room's `ready` or `pending` list.
-    rooms: Vec<(usize, usize)>,
+    /// The rooms it joined, each with its position in that room's `ready` or `pending` list;
+    /// `u32` halves what every connection carries (rooms and connections per core are far
+    /// below 2^32; `join` checks).
+    rooms: Vec<(u32, u32)>,
     /// `Some` while waiting for `hello`: the broadcasts held for it, oldest first.
     held: Option<VecDeque<Held>>,
     held_bytes: usize,
@@ -114,12 +116,12 @@ impl Subscribers {
             held_bytes: 0,
         };
         for &room in rooms {
-            if member.rooms.iter().any(|&(r, _)| r == room) {
+            if member.rooms.iter().any(|&(r, _)| r as usize == room) {
                 continue;
             }
             let pending = &mut self.rooms[room].pending;
             pending.push(conn);
-            member.rooms.push((room, pending.len() - 1));
+            member.rooms.push((narrow(room), narrow(pending.len() - 1)));
         }
         self.members.insert(conn, member);
     }
@@ -139,11 +141,11 @@ impl Subscribers {
             return Err(NotPending);
         };
         for slot in &mut member.rooms {
-            let (room, pos) = *slot;
+            let (room, pos) = (slot.0 as usize, slot.1 as usize);
             detach(&mut self.rooms, &mut self.members, room, true, pos);
             let ready = &mut self.rooms[room].ready;
             ready.push(conn);
-            *slot = (room, ready.len() - 1);
+            slot.1 = narrow(ready.len() - 1);
         }
         member.held_bytes = 0;
         self.members.insert(conn, member);
@@ -168,7 +170,13 @@ impl Subscribers {
         };
         let pending = member.held.is_some();
         for (room, pos) in member.rooms {
-            detach(&mut self.rooms, &mut self.members, room, pending, pos);
+            detach(
+                &mut self.rooms,
+                &mut self.members,
+                room as usize,
+                pending,
+                pos as usize,
+            );
         }
         true
     }
@@ -260,10 +268,15 @@ fn detach(
             .expect("a room's connections are members")
             .rooms
             .iter_mut()
-            .find(|(r, _)| *r == room)
+            .find(|(r, _)| *r as usize == room)
             .expect("a member records each room it is in");
-        slot.1 = pos;
+        slot.1 = narrow(pos);
     }
+}
+
+/// A room index or list position as stored in [`Member::rooms`].
+fn narrow(n: usize) -> u32 {
+    u32::try_from(n).expect("fewer than 2^32 rooms and connections per core")
 }
 
 #[cfg(test)]

@@ -28,9 +28,13 @@ use crate::proto::http1::{
 use crate::proto::ws::{Handshake, check_upgrade, encode_accept};
 use crate::rt::Conn;
 
-/// Initial capacity of a connection's read buffer; it grows only while a head is incomplete,
-/// and the parser refuses heads beyond `HEAD_BYTES_MAX`.
-pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Initial capacity of a connection's read buffer, and its growth step; it grows only while a
+/// head is incomplete, and the parser refuses heads beyond `HEAD_BYTES_MAX`. Most request heads
+/// (a browser's WebSocket upgrade with its cookie included) fit in the first 2 KiB, and
+/// thousands of connections upgrading at once should not each touch 8.
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Initial capacity of a connection's response buffer (it grows as responses need).
+pub const WRITE_BUFFER_BYTES: usize = 1024;
 /// Output queued for one connection before it stops decoding further pipelined requests.
 pub const OUTPUT_BUFFER_BYTES_MAX: usize = 256 * 1024;
 /// How long unread input is discarded after an error response before closing.
@@ -87,7 +91,7 @@ async fn drive(core: &Core, conn: &Conn) -> Option<(Vec<u8>, ws::Endpoint)> {
     let metrics = core.metrics();
     let mut input = Vec::with_capacity(READ_BUFFER_BYTES);
     let mut out = Out {
-        buf: Vec::with_capacity(READ_BUFFER_BYTES),
+        buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
         tail: None,
     };
     let mut state = State::Head;
