@@ -792,10 +792,14 @@ async function newMessagesPill() {
   await pollUntil(async () => (await scrollState(b)).top === 0, STEP_TIMEOUT_MS, 'bob\'s #messages to reach the top');
 
   const text = `look down, bob ${suffix}`;
+  const before = await scrollState(b);
   await send(a, text);
   await waitForMessage(b, text);
   await pill.waitFor({ state: 'visible' });
-  check(!atBottom(await scrollState(b)), 'bob\'s #messages jumped to the bottom while he was scrolled up');
+  const after = await scrollState(b);
+  check(!atBottom(after), 'bob\'s #messages jumped to the bottom while he was scrolled up');
+  // What he was reading stays put: a message added below the view does not move it.
+  check(Math.abs(after.top - before.top) <= 1, `bob's view moved from ${before.top} to ${after.top} px while he read`);
   await pill.click();
   await pollUntil(async () => atBottom(await scrollState(b)), STEP_TIMEOUT_MS, 'bob\'s #messages to scroll to the bottom');
   await pill.waitFor({ state: 'hidden' });

@@ -67,8 +67,8 @@ struct Held {
 #[derive(Debug)]
 struct Member {
     /// The rooms it joined, each with its position in that room's `ready` or `pending` list;
-    /// `u32` halves what every connection carries (rooms and connections per core are far
-    /// below 2^32; `join` checks).
+    /// `u32` halves this list's size (rooms and connections per core are far below 2^32;
+    /// `narrow` checks).
     rooms: Vec<(u32, u32)>,
     /// `Some` while waiting for `hello`: the broadcasts held for it, oldest first.
     held: Option<VecDeque<Held>>,

@@ -12,14 +12,16 @@ mod affinity;
 mod client;
 mod conn;
 mod core;
+mod limits;
 mod listener;
 mod mesh;
 mod workers;
 
-pub use self::affinity::{available_cpus, raise_open_files_limit};
+pub use self::affinity::available_cpus;
 pub use self::client::{connect, run_local};
 pub use self::conn::{Conn, SWEEP_INTERVAL_MS};
 pub use self::core::{Backend, CoreInfo, RtOptions, Service, choose_backend, run};
+pub use self::limits::raise_open_files_limit;
 pub use self::listener::LISTEN_BACKLOG_CONNECTIONS;
 pub use self::mesh::{
     Full, MESH_CORES_MAX, MESH_RING_CAPACITY_DEFAULT, MESH_RING_CAPACITY_MAX, MeshEndpoint, mesh,

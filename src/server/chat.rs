@@ -78,13 +78,22 @@ pub struct Hub {
     /// The sequencer may have a batch to start.
     batches: Notify,
     /// Admission for connections being authenticated and sent their `hello` (each costs a
-    /// dozen store calls): at most [`HELLOS_IN_FLIGHT_MAX`] at once per core, the rest wait
-    /// their turn, so a reconnect storm queues instead of overflowing the store's queue.
+    /// dozen store calls): at most [`hello_turns`] at once per core, the rest wait their turn,
+    /// so a reconnect storm queues instead of overflowing the store's queue. (A client that
+    /// gave up while waiting still costs its turn: the idle deadline is what ends it.)
     hellos: tokio::sync::Semaphore,
 }
 
 /// Connections of one core authenticating and building their `hello` at the same time.
 pub const HELLOS_IN_FLIGHT_MAX: usize = 32;
+
+/// A core's hello turns: [`HELLOS_IN_FLIGHT_MAX`], fewer when so many cores share the embedded
+/// store's queue that their hellos together could fill it (a hello has one request in it at a
+/// time; half the queue is left for everything else).
+fn hello_turns(cores: usize) -> usize {
+    (crate::store::embedded::EMBEDDED_QUEUE_REQUESTS_MAX / 2 / cores.max(1))
+        .clamp(1, HELLOS_IN_FLIGHT_MAX)
+}
 
 impl Hub {
     /// Creates the hub and spawns its tasks on the current core (the mesh pump and the
@@ -103,7 +112,7 @@ impl Hub {
             shown: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             batches: Notify::new(),
-            hellos: tokio::sync::Semaphore::new(HELLOS_IN_FLIGHT_MAX),
+            hellos: tokio::sync::Semaphore::new(hello_turns(cores)),
         });
         rt::spawn(hub.clone().pump());
         rt::spawn(hub.clone().drive_sequencer());
@@ -393,4 +402,17 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod hello_turn_tests {
+    use super::*;
+
+    #[test]
+    fn hello_turns_shrink_as_cores_share_the_store_queue() {
+        assert_eq!(hello_turns(1), HELLOS_IN_FLIGHT_MAX);
+        assert_eq!(hello_turns(16), HELLOS_IN_FLIGHT_MAX);
+        assert_eq!(hello_turns(64), 8);
+        assert_eq!(hello_turns(4096), 1);
+    }
 }

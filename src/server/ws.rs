@@ -60,6 +60,9 @@ pub const WS_READ_CHUNK_BYTES: usize = 16 * 1024;
 /// The read buffer of a connection whose last read was small and left nothing buffered: an
 /// idle chat connection waits on this much memory, not on [`WS_READ_CHUNK_BYTES`].
 pub const WS_IDLE_READ_BYTES: usize = 256;
+/// Small reads in a row before a grown read buffer is given back (so a connection whose
+/// messages straddle [`WS_IDLE_READ_BYTES`] does not shrink and grow on every read).
+pub const WS_SMALL_READS_BEFORE_SHRINK: u8 = 4;
 
 /// What the upgraded connection serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +148,7 @@ pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: En
     conn.set_deadline(Some(shared.idle_deadline.get()));
     let member = match &endpoint {
         Endpoint::Echo => None,
-        // Boxed (as the events below): its state is large and needed only for a moment, and
+        // Boxed (as a history request is): its state is large and needed only for a moment, and
         // an unboxed one would be part of every connection's task for its whole life.
         Endpoint::Chat { sid } => Box::pin(chat_open(core, &shared, sid.as_deref())).await,
     };
@@ -322,7 +325,19 @@ async fn chat_event(core: &Core, shared: &Shared, member: &Member, event: Event)
         Ok(ClientEvent::Messages { room, contents }) => {
             hub.post(member.conn, member.user.clone(), room, contents);
         }
+        // Boxed: the only arm that awaits, with the largest state; posting stays allocation-free.
         Ok(ClientEvent::History { room, before }) => {
+            Box::pin(room_history(hub, shared, member, room, before)).await
+        }
+    }
+}
+
+/// Answers `requestRoomHistory`: the page older than `before`, or an error event
+/// `HISTORY_UNAVAILABLE` (distinct from a post's `STORE_UNAVAILABLE`, so a client knows its
+/// history request, not a message, failed).
+async fn room_history(hub: &Hub, shared: &Shared, member: &Member, room: usize, before: MessageId) {
+    {
+        {
             let room_id = &hub.rooms().all()[room].id;
             let store = hub.store();
             let page = history_page(store, room_id, Some(before)).await;
@@ -348,7 +363,7 @@ async fn chat_event(core: &Core, shared: &Shared, member: &Member, event: Event)
                     hub.tell(
                         member.conn,
                         &EventError {
-                            id: "STORE_UNAVAILABLE",
+                            id: "HISTORY_UNAVAILABLE",
                             message: "history is unavailable; try again".into(),
                         },
                     );
@@ -382,8 +397,8 @@ async fn read_loop(
 ) {
     let settings = core.ws_settings();
     let metrics = core.metrics();
-    // Bytes the last read brought (the upgrade's leftovers count as a small read).
-    let mut last_read = 0;
+    // Reads in a row that brought less than WS_IDLE_READ_BYTES (the upgrade counts as many).
+    let mut small_reads = WS_SMALL_READS_BEFORE_SHRINK;
     loop {
         // Decode everything buffered; the engine stops at its event limit, so loop until it
         // uses nothing.
@@ -401,7 +416,7 @@ async fn read_loop(
                 let Some(event) = event else { break };
                 handled = true;
                 match member {
-                    Some(member) => Box::pin(chat_event(core, shared, member, event)).await,
+                    Some(member) => chat_event(core, shared, member, event).await,
                     None => echo(shared, event),
                 }
             }
@@ -415,7 +430,7 @@ async fn read_loop(
             close_soon(conn, shared);
         }
         if input.is_empty()
-            && last_read < WS_IDLE_READ_BYTES
+            && small_reads >= WS_SMALL_READS_BEFORE_SHRINK
             && input.capacity() > WS_IDLE_READ_BYTES
         {
             input = Vec::with_capacity(WS_IDLE_READ_BYTES);
@@ -427,7 +442,11 @@ async fn read_loop(
         match result {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                last_read = n;
+                small_reads = if n < WS_IDLE_READ_BYTES {
+                    small_reads.saturating_add(1)
+                } else {
+                    0
+                };
                 CoreMetrics::add(&metrics.bytes_in, n as u64);
                 if shared.ws.borrow().state() == State::Open {
                     set_idle_deadline(conn, shared, Instant::now() + settings.idle_timeout);

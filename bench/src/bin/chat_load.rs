@@ -571,7 +571,6 @@ impl Shared {
             self.foreign += 1;
             return;
         }
-        self.deliveries_total.fetch_add(1, Ordering::Relaxed);
         let st = &mut self.conns[c];
         // Room order: ids strictly increase, and the rolling hash must match everyone's.
         let id = match id {
@@ -597,6 +596,9 @@ impl Shared {
             return;
         }
         bits[w] |= 1 << b;
+        // Counted once it is known not to be a duplicate (the window's figures and the drain's
+        // end depend on this count).
+        self.deliveries_total.fetch_add(1, Ordering::Relaxed);
         st.distinct[sender] += 1;
         if (seq as i64) < st.last_seq[sender] {
             self.out_of_order_sender += 1;
@@ -859,7 +861,9 @@ fn send_schedule(
         if i == warm_msgs {
             (srv_before, core_before, self_before) = snapshot(&args)?;
             deliveries_at_start = deliveries.load(Ordering::Relaxed);
-            measure_start_ns = intended;
+            // When the snapshot was taken, not when the message was due: the window's wall
+            // time must match its CPU readings.
+            measure_start_ns = now_ns();
         }
         let s = (i % args.senders as u64) as usize;
         let seq = sent_per_sender[s];

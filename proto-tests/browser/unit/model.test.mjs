@@ -4,7 +4,13 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 
-import { CATCHUP_PAGES_MAX, ChatModel, compareIds, unreadLabel } from '../../../static/js/chat/model.js';
+import {
+  CATCHUP_PAGES_MAX,
+  ChatModel,
+  HISTORY_ERROR,
+  compareIds,
+  unreadLabel,
+} from '../../../static/js/chat/model.js';
 
 const ALICE = { id: 1, username: 'alice' };
 const BOB = { id: 2, username: 'bob' };
@@ -209,4 +215,51 @@ test('a hello without a room drops it; the current room falls back to the first'
   model.applyHello(hello([{ id: 'a', name: 'A', hasMoreMessages: false, messages: [] }]));
   assert.deepEqual(model.order, ['a']);
   assert.equal(model.current, 'a');
+});
+
+test('a failed history request is released and asked again', () => {
+  const model = new ChatModel();
+  const h = (a, b, more) => hello([{ id: 'r', name: 'R', hasMoreMessages: more, messages: newestFirst(a, b) }]);
+  model.applyHello(h(1, 10, false));
+  const { requests } = model.applyHello(h(61, 160, true));
+  assert.equal(requests.length, 1);
+  const failed = model.applyError({ id: HISTORY_ERROR, message: 'history is unavailable; try again' });
+  assert.deepEqual(failed, { historyFailed: ['r'] });
+  assert.equal(model.room('r').loadingOlder, false);
+  assert.deepEqual(model.retryHistory('r'), { roomId: 'r', before: '1061-0' }, 'the hole is asked for again');
+  assert.equal(model.retryHistory('r'), null, 'one request in flight');
+  // A history error fails no send.
+  model.applyHello(h(61, 160, false));
+  model.addPending('r', 'x', 1);
+  model.applyError({ id: HISTORY_ERROR, message: '' });
+  assert.equal(model.room('r').pending[0].state, 'sending');
+});
+
+test('a send marked failed by a hello is confirmed when the catch-up brings it', () => {
+  const model = new ChatModel();
+  const h = (messages, more) => hello([{ id: 'r', name: 'R', hasMoreMessages: more, messages }]);
+  model.applyHello(h([msg(1)], false));
+  model.addPending('r', 'arrived late', 1);
+  // Reconnect: 150 messages since, the send among the older ones (not in the hello).
+  const { requests } = model.applyHello(h(newestFirst(61, 160), true));
+  const room = model.room('r');
+  assert.equal(room.pending[0].state, 'failed');
+  const page = newestFirst(2, 60).map((m) => (m.id === '1030-0' ? msg(30, ALICE, 'arrived late') : m));
+  model.applyRoomHistory({ roomId: requests[0].roomId, messages: page, hasMoreMessages: true });
+  assert.equal(room.pending.length, 0, 'confirmed, not left as a failed ghost');
+});
+
+test('a send that never reached the socket fails by itself, and long rooms are trimmed', () => {
+  const model = new ChatModel();
+  model.applyHello(hello([{ id: 'r', name: 'R', hasMoreMessages: false, messages: newestFirst(1, 5) }]));
+  const a = model.addPending('r', 'a', 1);
+  const b = model.addPending('r', 'b', 2);
+  model.failPending('r', b.localId, 'not connected');
+  const room = model.room('r');
+  assert.deepEqual(room.pending.map((p) => [p.localId === a.localId, p.state]), [[true, 'sending'], [false, 'failed']]);
+  assert.equal(room.trimOldest(3), 2);
+  assert.deepEqual(room.messages.map((m) => m.content), ['m3', 'm4', 'm5']);
+  assert.equal(room.hasMore, true);
+  assert.ok(!room.ids.has('1001-0'));
+  assert.equal(room.trimOldest(3), 0);
 });

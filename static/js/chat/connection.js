@@ -73,6 +73,12 @@ export class Connection {
   }
 
   open() {
+    if (this.ws) {
+      // Never two sockets: the older one's events are ignored from here on anyway.
+      const old = this.ws;
+      this.ws = null;
+      old.close(1000, 'replaced');
+    }
     this.handlers.onState('connecting', { attempt: this.attempt });
     this.helloSeen = false;
     let ws;
@@ -100,8 +106,9 @@ export class Connection {
         this.helloSeen = true;
         this.attempt = 0;
         clearTimeout(this.helloTimer);
-        this.handlers.onEvent('hello', parsed.payload || {});
+        // Online first: what the page does with the hello (history requests) needs to send.
         this.handlers.onState('online', {});
+        this.handlers.onEvent('hello', parsed.payload || {});
         return;
       }
       this.handlers.onEvent(parsed.type, parsed.payload || {});
@@ -119,6 +126,8 @@ export class Connection {
           this.stopped = true;
           return;
         }
+        // An `online` event or the tab becoming visible may have reconnected meanwhile.
+        if (this.stopped || this.ws) return;
       }
       const reason = event.code === 1001 ? 'the server restarted' : event.reason || 'the connection was lost';
       this.retry(reason, hadHello);

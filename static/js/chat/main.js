@@ -4,7 +4,7 @@
 import * as api from '../api.js';
 import { charLength } from '../validate.js';
 import { Connection } from './connection.js';
-import { ChatModel, unreadLabel } from './model.js';
+import { ChatModel, MESSAGES_KEPT_MAX, unreadLabel } from './model.js';
 import { ERRORS_SHOWN_MAX, messageItems, reconcile, roomItems } from './view.js';
 
 /** Distance from the bottom, in pixels, within which the list counts as "at the bottom". */
@@ -17,6 +17,8 @@ const COUNTER_FROM_FRACTION = 0.9;
 const PENDING_CHECK_MS = 5000;
 /** The composer grows with its text up to this height, then scrolls. */
 const COMPOSER_MAX_PX = 200;
+/** A failed history request is asked again after this long. */
+const HISTORY_RETRY_MS = 2000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -84,6 +86,7 @@ const connection = new Connection(wsUrl, {
   onState(state, info) {
     online = state === 'online';
     clearInterval(retryTimer);
+    if (state !== 'online') model.connectionLost();
     if (state === 'online') {
       showStatus('online', 'Connected');
     } else if (state === 'connecting') {
@@ -153,8 +156,12 @@ function onServerMessages(payload) {
   if (r.roomId === model.current) {
     const mineSent = r.confirmed.length > 0;
     if (!atBottom && !mineSent) unseenBelow += r.fresh.filter((m) => !model.isMine(m)).length;
+    // At the bottom, a long-lived room keeps only its newest messages on screen.
+    if (atBottom || mineSent) model.room(r.roomId).trimOldest(MESSAGES_KEPT_MAX);
     renderRoom(atBottom || mineSent ? 'bottom' : 'keep');
     markReadIfSeen();
+  } else {
+    model.room(r.roomId).trimOldest(MESSAGES_KEPT_MAX);
   }
   renderRooms();
 }
@@ -172,7 +179,13 @@ function onRoomHistory(payload) {
 
 function onErrorEvent(payload) {
   const failed = model.applyError(payload);
-  if (failed) {
+  if (failed && failed.historyFailed) {
+    setTimeout(() => {
+      if (!online) return; // the next hello starts over
+      requestHistory(failed.historyFailed.map((id) => model.retryHistory(id)).filter(Boolean));
+      renderRoom('keep');
+    }, HISTORY_RETRY_MS);
+  } else if (failed) {
     if (failed.roomId === model.current) renderRoom('keep');
     return;
   }
@@ -218,27 +231,43 @@ function renderRooms() {
 }
 
 /**
- * Redraws the open room. `scroll`: 'bottom' sticks to the newest message; 'prepend' keeps the
- * messages in view where they were while older ones are added above; 'keep' keeps the
- * distance from the bottom (or the remembered one after a room switch).
+ * Redraws the open room. `scroll`: 'bottom' sticks to the newest message; 'keep' (and
+ * 'prepend', older messages added above) keeps the row at the top of the view exactly where
+ * it was, whatever was added above or below it.
  */
 function renderRoom(scroll) {
   const room = model.room(model.current);
   if (!room) return;
   ui.title.textContent = room.name;
-  const before = { height: ui.list.scrollHeight, top: ui.list.scrollTop, fromBottom: distanceFromBottom() };
+  const anchor = scroll === 'bottom' ? null : topRow();
+  const before = { height: ui.list.scrollHeight, top: ui.list.scrollTop };
   reconcile(ui.items, itemCache, messageItems(model, room, errors.get(room.id) || [], handlers));
   ui.loading.hidden = !room.loadingOlder;
   ui.start.hidden = room.hasMore || room.hole !== null || room.loadingOlder;
   if (scroll === 'bottom') {
     ui.list.scrollTop = ui.list.scrollHeight;
     unseenBelow = 0;
+  } else if (anchor && anchor.el.isConnected) {
+    ui.list.scrollTop = anchor.el.offsetTop - anchor.offset;
   } else if (scroll === 'prepend') {
     ui.list.scrollTop = before.top + (ui.list.scrollHeight - before.height);
-  } else {
-    ui.list.scrollTop = ui.list.scrollHeight - ui.list.clientHeight - before.fromBottom;
   }
   updatePill();
+}
+
+/**
+ * The first message at least partly in view, and how far its top is from the view's top. (Not
+ * a day separator: older messages of the same day are inserted below a day's separator, which
+ * moves up with them.)
+ */
+function topRow() {
+  const top = ui.list.scrollTop;
+  for (const el of ui.items.children) {
+    if (el.classList.contains('msg') && el.offsetTop + el.offsetHeight > top) {
+      return { el, offset: el.offsetTop - top };
+    }
+  }
+  return null;
 }
 
 function distanceFromBottom() {
@@ -304,7 +333,11 @@ document.addEventListener('visibilitychange', markReadIfSeen);
 
 function roomFromHash() {
   const m = /^#room=(.+)$/.exec(location.hash);
-  return m ? decodeURIComponent(m[1]) : null;
+  try {
+    return m ? decodeURIComponent(m[1]) : null;
+  } catch {
+    return null; // a malformed hash (say `%E0`) is no room
+  }
 }
 
 function selectRoom(id) {
@@ -380,9 +413,9 @@ function sendComposer() {
   const content = ui.input.value;
   if (!online || content.trim() === '' || charLength(content) > limits.messageCharsMax) return;
   const roomId = model.current;
-  model.addPending(roomId, content, Date.now());
+  const entry = model.addPending(roomId, content, Date.now());
   if (!connection.send('clientMessages', { roomId, messages: [{ content }] })) {
-    model.applyError({ id: 'SERVER_BUSY', message: 'not connected' });
+    model.failPending(roomId, entry.localId, 'not connected');
   }
   ui.input.value = '';
   drafts.set(roomId, '');

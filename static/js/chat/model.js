@@ -26,6 +26,10 @@ export const CATCHUP_PAGES_MAX = 20;
 export const SEND_CONFIRM_TIMEOUT_MS = 30000;
 /** Unread counts above this show as "99+". */
 export const UNREAD_SHOWN_MAX = 99;
+/** Messages a room keeps in memory (and on screen) while the user is at the bottom. */
+export const MESSAGES_KEPT_MAX = 1000;
+/** Error events about a failed history request (ringchat's id for it). */
+export const HISTORY_ERROR = 'HISTORY_UNAVAILABLE';
 
 /** Compares two stream ids `<ms>-<seq>` numerically; negative when a < b. */
 export function compareIds(a, b) {
@@ -91,13 +95,23 @@ export class Room {
     if (fresh.length === 0) return fresh;
     fresh.sort((a, b) => compareIds(a.id, b.id));
     const newest = this.newest;
-    if (!newest || compareIds(fresh[0].id, newest.id) > 0) {
-      this.messages.push(...fresh);
-    } else {
-      this.messages.push(...fresh);
-      this.messages.sort((a, b) => compareIds(a.id, b.id));
-    }
+    const appended = !newest || compareIds(fresh[0].id, newest.id) > 0;
+    this.messages.push(...fresh);
+    if (!appended) this.messages.sort((a, b) => compareIds(a.id, b.id));
     return fresh;
+  }
+
+  /**
+   * Keeps only the newest `keep` messages (the rest can be paged in again); returns how many
+   * were dropped.
+   */
+  trimOldest(keep) {
+    const drop = this.messages.length - keep;
+    if (drop <= 0 || this.hole || this.inFlight) return 0;
+    for (const m of this.messages.slice(0, drop)) this.ids.delete(m.id);
+    this.messages = this.messages.slice(drop);
+    this.hasMore = true;
+    return drop;
   }
 
   /** Drops every message with an id not greater than `id` (they are no longer contiguous). */
@@ -234,6 +248,8 @@ export class ChatModel {
           room.unread += 1;
         }
       }
+      // A send the hello marked failed may have arrived after all: it is in the hole.
+      this.reconcilePending(room, 0, false, fresh);
     } else {
       room.hasMore = Boolean(payload.hasMoreMessages) && messages.length > 0;
     }
@@ -252,6 +268,30 @@ export class ChatModel {
   connectionLost() {
     for (const room of this.rooms.values()) {
       room.inFlight = null;
+    }
+  }
+
+  /**
+   * The request to retry a failed history fetch of `roomId`: the hole's next page, or the
+   * older page; null when none is needed.
+   */
+  retryHistory(roomId) {
+    const room = this.rooms.get(roomId);
+    if (!room || room.inFlight) return null;
+    if (room.hole) {
+      room.inFlight = { before: room.hole.before, purpose: 'catchup' };
+      return { roomId, before: room.hole.before };
+    }
+    return this.requestOlder(roomId);
+  }
+
+  /** Marks one pending send failed (a send that could not even be handed to the socket). */
+  failPending(roomId, localId, reason) {
+    const room = this.rooms.get(roomId);
+    const p = room && room.pending.find((e) => e.localId === localId);
+    if (p) {
+      p.state = 'failed';
+      p.reason = reason;
     }
   }
 
@@ -288,6 +328,18 @@ export class ChatModel {
    * failed, or null when the error is not about a send.
    */
   applyError(error) {
+    if (error && error.id === HISTORY_ERROR) {
+      // The history request in flight failed (at most one per room; the error does not say
+      // which room, so every room's request is released and retried by the caller).
+      const rooms = [];
+      for (const room of this.rooms.values()) {
+        if (room.inFlight) {
+          room.inFlight = null;
+          rooms.push(room.id);
+        }
+      }
+      return { historyFailed: rooms };
+    }
     const sendErrors = [
       'CONTENT_TOO_LONG', 'EMPTY_CONTENT', 'TOO_MANY_MESSAGES', 'STORE_UNAVAILABLE', 'SERVER_BUSY', 'UNKNOWN_ROOM',
     ];
