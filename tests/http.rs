@@ -393,6 +393,8 @@ fn connections_spread_over_both_cores(io: &str) {
         "ringchat_received_bytes_total",
         "ringchat_sent_bytes_total",
         "ringchat_http_responses_total",
+        "ringchat_websocket_writes_total",
+        "ringchat_websocket_frames_sent_total",
     ] {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
     }

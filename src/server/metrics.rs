@@ -18,6 +18,10 @@ pub struct CoreMetrics {
     pub responses_by_class: [AtomicU64; 5],
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Socket writes by WebSocket connections, and the data frames they carried: their ratio
+    /// is how many frames a fan-out merges per kernel send.
+    pub ws_writes: AtomicU64,
+    pub ws_frames_out: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -43,7 +47,7 @@ impl CoreMetrics {
 /// Renders every core's counters, labelled by core, plus a total per metric.
 pub fn render(cores: &[CoreMetrics], out: &mut String) {
     type Field = fn(&CoreMetrics) -> &AtomicU64;
-    let simple: [(&str, &str, &str, Field); 5] = [
+    let simple: [(&str, &str, &str, Field); 7] = [
         (
             "ringchat_open_connections",
             "gauge",
@@ -73,6 +77,18 @@ pub fn render(cores: &[CoreMetrics], out: &mut String) {
             "counter",
             "Bytes written to clients.",
             |m| &m.bytes_out,
+        ),
+        (
+            "ringchat_websocket_writes_total",
+            "counter",
+            "Socket writes by WebSocket connections (each may carry several frames).",
+            |m| &m.ws_writes,
+        ),
+        (
+            "ringchat_websocket_frames_sent_total",
+            "counter",
+            "WebSocket data frames sent.",
+            |m| &m.ws_frames_out,
         ),
     ];
     for (name, kind, help, field) in simple {

@@ -538,6 +538,7 @@ async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {
             close_sent = true;
         }
         let data_bytes: usize = frames.iter().map(Bytes::len).sum();
+        let data_frames = frames.len() as u64;
         let len = control.len() + data_bytes;
         let mut bufs = Vec::with_capacity(frames.len() + 1);
         if !control.is_empty() {
@@ -556,6 +557,8 @@ async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {
             return;
         }
         CoreMetrics::add(&metrics.bytes_out, len as u64);
+        CoreMetrics::add(&metrics.ws_writes, 1);
+        CoreMetrics::add(&metrics.ws_frames_out, data_frames);
         if close_sent {
             close_soon(conn, shared);
         }
