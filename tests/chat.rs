@@ -514,5 +514,8 @@ fn a_reconnect_storm_queues_for_hello_instead_of_failing() {
     let frames = server.metric("ringchat_websocket_frames_sent_total{core=\"all\"}");
     let writes = server.metric("ringchat_websocket_writes_total{core=\"all\"}");
     assert!(frames >= STORM_CONNECTIONS as u64, "frames sent: {frames}");
-    assert!((1..=frames).contains(&writes), "writes: {writes}, frames: {frames}");
+    assert!(
+        (1..=frames).contains(&writes),
+        "writes: {writes}, frames: {frames}"
+    );
 }
