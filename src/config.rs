@@ -12,6 +12,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::chat::events::MESSAGE_CHARS_MAX_DEFAULT;
 use crate::chat::rooms::{REFERENCE_ROOMS, Rooms};
+use crate::proto::line::LINE_BYTES_MAX_DEFAULT;
 use crate::proto::ws::AllowedOrigins;
 use crate::store::StoreOptions;
 use crate::store::mysql::MysqlConfig;
@@ -181,6 +182,24 @@ pub struct Config {
     /// Longest chat message, in characters; longer ones get an error event.
     #[arg(long, env = "RINGCHAT_MAX_MESSAGE_CHARS", default_value_t = MESSAGE_CHARS_MAX_DEFAULT)]
     pub max_message_chars: usize,
+
+    /// Open the plain TCP line port (telnet/netcat chat, docs/line-chat.md) on this port, on
+    /// the address of --listen; 0 lets the kernel pick. Off when not given.
+    #[arg(long, env = "RINGCHAT_LINE_PORT")]
+    pub line_port: Option<u16>,
+
+    /// Guest mode on the line port: clients that have not logged in chat in this room (a
+    /// room id) under a random `~guest-xxxx` name they can change with /nick.
+    #[arg(long, env = "RINGCHAT_LINE_GUEST_ROOM")]
+    pub line_guest_room: Option<String>,
+
+    /// Longest line accepted on the line port, in bytes; a longer one gets an error line.
+    #[arg(long, env = "RINGCHAT_LINE_MAX_BYTES", default_value_t = LINE_BYTES_MAX_DEFAULT)]
+    pub line_max_bytes: usize,
+
+    /// A line-port client that sends nothing for this long is disconnected.
+    #[arg(long, env = "RINGCHAT_LINE_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub line_idle_timeout: Duration,
 }
 
 fn parse_rooms(text: &str) -> Result<Rooms, String> {

@@ -44,6 +44,7 @@ fn message(content: &str, user_id: i64, timestamp_ms: u64) -> NewMessage {
         content: content.into(),
         user_id,
         timestamp_ms,
+        guest: None,
     }
 }
 
@@ -254,6 +255,7 @@ fn message_ids_increase_and_pages_are_exact() {
             content: sent[i].content.clone(),
             user_id: sent[i].user_id,
             timestamp_ms: sent[i].timestamp_ms,
+            guest: None,
         };
         let newest_first = |range: std::ops::Range<usize>| -> Vec<StoredMessage> {
             range.rev().map(stored).collect()

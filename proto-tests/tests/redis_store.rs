@@ -24,6 +24,7 @@ fn message(i: usize) -> NewMessage {
         content: format!("message {i} ✓"),
         user_id: i as i64 % 7 + 1,
         timestamp_ms: 1_700_000_000_000 + i as u64,
+        guest: None,
     }
 }
 
@@ -256,6 +257,7 @@ fn data_model_matches_the_reference() {
             content: "hé \"quoted\" {json}".into(),
             user_id: 42,
             timestamp_ms: 1_700_000_000_123,
+            guest: None,
         };
         let id = store
             .append_messages("compat-room", std::slice::from_ref(&written))
@@ -307,6 +309,7 @@ fn data_model_matches_the_reference() {
                 content: "from the reference".into(),
                 user_id: 3,
                 timestamp_ms: 5,
+                guest: None,
             }
         );
         assert_eq!(history[0].content, "second");

@@ -119,6 +119,13 @@ pub fn parse_login(content_type: Option<&str>, body: &[u8]) -> Result<Login, Inv
     Ok(Login { email, password })
 }
 
+/// Validates a login's email and password given as text (the line port's `/login`), with the
+/// same checks, order and messages as [`parse_login`] after its body check.
+pub fn check_login(email: &str, password: &str) -> Result<(), Invalid> {
+    check_email(email)?;
+    check_password(password)
+}
+
 fn check_email(email: &str) -> Result<(), Invalid> {
     if email.len() > EMAIL_BYTES_MAX {
         return Err(Invalid::EmailTooLong);

@@ -11,10 +11,12 @@
 //! - [`outbox`]: one connection's outbound frames, bounded in bytes (queued plus being written),
 //!   taken in coalesced batches; past the budget the connection is cut as a slow consumer.
 //!
-//! Not wired into the server yet: the WebSocket endpoint and the cross-core rings that carry
-//! posts to owners and frames back come with the rest of the real-time chat issue.
+//! - [`line`]: the line port's commands and its terminal-safe output (docs/line-chat.md).
+//!
+//! The server drives these from `src/server/chat.rs` (the hub), `ws.rs` and `line.rs`.
 
 pub mod events;
+pub mod line;
 pub mod outbox;
 pub mod rooms;
 pub mod sequencer;

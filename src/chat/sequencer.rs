@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use super::events::{CLIENT_MESSAGES_PER_EVENT_MAX, ShownMessage};
+use super::line::guest_name;
 use super::subscribers::ConnId;
 use crate::store::embedded::APPEND_MESSAGES_MAX;
 use crate::store::redis::REDIS_APPEND_MESSAGES_MAX;
@@ -268,6 +269,7 @@ impl Sequencer {
                     content: content.clone(),
                     user_id: post.user.id,
                     timestamp_ms: post.timestamp_ms,
+                    guest: guest_name(&post.user).map(str::to_string),
                 })
             })
             .collect();

@@ -30,6 +30,19 @@ use bytes::Bytes;
 
 use crate::store::MessageId;
 
+/// What a broadcast is to the subscribers: something cheap to clone (reference counts) whose
+/// size counts against a pending connection's held budget.
+pub trait Frame: Clone {
+    /// Bytes it holds, for the held budget.
+    fn held_bytes(&self) -> usize;
+}
+
+impl Frame for Bytes {
+    fn held_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
 /// A connection, numbered by the core that owns it; unique on that core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -58,20 +71,20 @@ pub struct Fanout<'a> {
 }
 
 #[derive(Debug)]
-struct Held {
+struct Held<F> {
     room: usize,
     last_id: MessageId,
-    frame: Bytes,
+    frame: F,
 }
 
 #[derive(Debug)]
-struct Member {
+struct Member<F> {
     /// The rooms it joined, each with its position in that room's `ready` or `pending` list;
     /// `u32` halves this list's size (rooms and connections per core are far below 2^32;
     /// `narrow` checks).
     rooms: Vec<(u32, u32)>,
     /// `Some` while waiting for `hello`: the broadcasts held for it, oldest first.
-    held: Option<VecDeque<Held>>,
+    held: Option<VecDeque<Held<F>>>,
     held_bytes: usize,
 }
 
@@ -81,18 +94,18 @@ struct RoomMembers {
     pending: Vec<ConnId>,
 }
 
-/// The rooms' local connections on one core.
+/// The rooms' local connections on one core; `F` is what a broadcast carries.
 #[derive(Debug)]
-pub struct Subscribers {
+pub struct Subscribers<F = Bytes> {
     rooms: Vec<RoomMembers>,
-    members: HashMap<ConnId, Member>,
+    members: HashMap<ConnId, Member<F>>,
     held_bytes_max: usize,
 }
 
-impl Subscribers {
+impl<F: Frame> Subscribers<F> {
     /// No connections yet, for `rooms` configured rooms; a pending connection holds at most
     /// `held_bytes_max` bytes of broadcasts (use the outbox's budget).
-    pub fn new(rooms: usize, held_bytes_max: usize) -> Subscribers {
+    pub fn new(rooms: usize, held_bytes_max: usize) -> Subscribers<F> {
         Subscribers {
             rooms: (0..rooms).map(|_| RoomMembers::default()).collect(),
             members: HashMap::new(),
@@ -134,7 +147,7 @@ impl Subscribers {
         &mut self,
         conn: ConnId,
         newest: &[(usize, Option<MessageId>)],
-    ) -> Result<Vec<Bytes>, NotPending> {
+    ) -> Result<Vec<F>, NotPending> {
         let mut member = self.members.remove(&conn).ok_or(NotPending)?;
         let Some(held) = member.held.take() else {
             self.members.insert(conn, member);
@@ -188,7 +201,7 @@ impl Subscribers {
     /// Broadcasts of a room must come in its id order (the owner core's order), which the ring
     /// from the owner keeps. A ready connection whose outbox refuses the frame is closed by the
     /// caller, which then calls [`Subscribers::leave`] for it (after the fan-out's borrow ends).
-    pub fn broadcast(&mut self, room: usize, last_id: MessageId, frame: &Bytes) -> Fanout<'_> {
+    pub fn broadcast(&mut self, room: usize, last_id: MessageId, frame: &F) -> Fanout<'_> {
         let mut cut = Vec::new();
         let mut i = 0;
         while let Some(&conn) = self.rooms[room].pending.get(i) {
@@ -197,13 +210,13 @@ impl Subscribers {
                 .get_mut(&conn)
                 .expect("a room's pending connections are members");
             let held = member.held.as_mut().expect("a pending member holds");
-            if member.held_bytes + frame.len() > self.held_bytes_max {
+            if member.held_bytes + frame.held_bytes() > self.held_bytes_max {
                 cut.push(conn);
                 // `leave` moves the last pending connection into slot `i`: look at it next.
                 self.leave(conn);
                 continue;
             }
-            member.held_bytes += frame.len();
+            member.held_bytes += frame.held_bytes();
             held.push_back(Held {
                 room,
                 last_id,
@@ -249,9 +262,9 @@ impl Subscribers {
 
 /// Removes the connection at `pos` of `room`'s pending or ready list in O(1): the last one
 /// takes its place, and that one's recorded position is updated.
-fn detach(
+fn detach<F>(
     rooms: &mut [RoomMembers],
-    members: &mut HashMap<ConnId, Member>,
+    members: &mut HashMap<ConnId, Member<F>>,
     room: usize,
     pending: bool,
     pos: usize,
@@ -374,7 +387,7 @@ mod tests {
 
     #[test]
     fn rooms_are_separate() {
-        let mut subs = Subscribers::new(3, 1000);
+        let mut subs = Subscribers::<Bytes>::new(3, 1000);
         subs.join(ConnId(1), &[0, 2, 2]);
         subs.join(ConnId(2), &[1]);
         subs.hello_sent(ConnId(1), &[]).unwrap();
@@ -421,7 +434,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "joins once")]
     fn joining_twice_is_a_bug() {
-        let mut subs = Subscribers::new(1, 10);
+        let mut subs = Subscribers::<Bytes>::new(1, 10);
         subs.join(ConnId(1), &[0]);
         subs.join(ConnId(1), &[0]);
     }

@@ -6,6 +6,7 @@
 //! Incomplete input is `Partial` and consumes nothing; every limit is a named constant.
 
 pub mod http1;
+pub mod line;
 pub mod mysql;
 pub mod resp;
 pub mod ws;

@@ -117,6 +117,8 @@ pub struct Conn {
     entry: Rc<Entry>,
     registry: Rc<Registry>,
     peer: SocketAddr,
+    /// Which of the core's listeners accepted it (0: the first, `RtOptions::listen`).
+    listener: usize,
 }
 
 impl Conn {
@@ -139,11 +141,24 @@ impl Conn {
             entry,
             registry,
             peer,
+            listener: 0,
         }
+    }
+
+    /// Marks the connection as accepted by listener `index` (see [`Conn::listener`]).
+    pub(crate) fn accepted_by(mut self, index: usize) -> Conn {
+        self.listener = index;
+        self
     }
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The listener that accepted the connection: 0 for `RtOptions::listen`, `i + 1` for
+    /// `RtOptions::extra_listen[i]`.
+    pub fn listener(&self) -> usize {
+        self.listener
     }
 
     /// Reads into the spare capacity of `buf` (after its current length) and returns it.

@@ -54,6 +54,10 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub struct RtOptions {
     pub listen: SocketAddr,
+    /// More ports served by every core, each with its own SO_REUSEPORT listeners, named for
+    /// the start-up log (`listening line=…`); a connection knows its listener by
+    /// [`Conn::listener`] (`i + 1` for the `i`th of these).
+    pub extra_listen: Vec<(&'static str, SocketAddr)>,
     /// 0 = one per available core.
     pub threads: usize,
     pub io: IoMode,
@@ -126,10 +130,27 @@ where
         // More threads than cores share cores round-robin; fewer use the first ones.
         cpus = (0..options.threads).map(|i| cpus[i % cpus.len()]).collect();
     }
-    let listeners = listener::bind_reuseport(options.listen, cpus.len())?;
-    let local = listeners[0].local_addr()?;
+    // listeners[core][i]: the core's listener for address i (0: `listen`, then `extra_listen`).
+    let mut listeners: Vec<Vec<std::net::TcpListener>> =
+        (0..cpus.len()).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for addr in std::iter::once(options.listen).chain(options.extra_listen.iter().map(|e| e.1)) {
+        let per_core = listener::bind_reuseport(addr, cpus.len())?;
+        bound.push(per_core[0].local_addr()?);
+        for (core, l) in per_core.into_iter().enumerate() {
+            listeners[core].push(l);
+        }
+    }
+    let local = bound[0];
+    let extras: String = options
+        .extra_listen
+        .iter()
+        .zip(&bound[1..])
+        .map(|((name, _), addr)| format!(" {name}={addr}"))
+        .collect();
     let stoppers = listeners
         .iter()
+        .flatten()
         .map(listener::duplicate)
         .collect::<io::Result<Vec<_>>>()?;
 
@@ -163,7 +184,7 @@ where
             })?;
         cores.push(handle);
     }
-    tracing::info!(addr = %local, cores = cpus.len(), io = backend.name(), "listening");
+    tracing::info!(addr = %local, cores = cpus.len(), io = backend.name(), "listening{extras}");
 
     main_rt.block_on(async {
         let mut poll = tokio::time::interval(Duration::from_millis(SHUTDOWN_POLL_MS * 5));
@@ -240,7 +261,7 @@ impl Listener {
 
 fn core_thread<S, F>(
     info: CoreInfo,
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     connections_max: usize,
     shutting_down: Arc<AtomicBool>,
     make_service: F,
@@ -258,14 +279,19 @@ where
     }
     let backend = info.backend;
     client::block_on(backend, async move {
-        let listener = match backend {
-            Backend::Uring => Listener::Uring(tokio_uring::net::TcpListener::from_std(listener)),
-            Backend::Epoll => Listener::Epoll(tokio::net::TcpListener::from_std(listener)?),
-        };
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                Ok(match backend {
+                    Backend::Uring => Listener::Uring(tokio_uring::net::TcpListener::from_std(l)),
+                    Backend::Epoll => Listener::Epoll(tokio::net::TcpListener::from_std(l)?),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         client::enter(backend, shutting_down.clone());
         core_main(
             info,
-            listener,
+            listeners,
             connections_max,
             shutting_down,
             make_service(info),
@@ -277,7 +303,7 @@ where
 
 async fn core_main<S: Service>(
     info: CoreInfo,
-    listener: Listener,
+    listeners: Vec<Listener>,
     connections_max: usize,
     shutting_down: Arc<AtomicBool>,
     service: Rc<S>,
@@ -294,6 +320,38 @@ async fn core_main<S: Service>(
             }
         })
     };
+    // One accept loop per listener; each ends when shutdown stops its listener.
+    let loops = listeners.into_iter().enumerate().map(|(index, listener)| {
+        accept_loop(
+            info,
+            listener,
+            index,
+            connections_max,
+            &shutting_down,
+            &service,
+            &registry,
+        )
+    });
+    futures_join_all(loops).await;
+    service.begin_drain();
+    registry.drain();
+    while registry.open() > 0 {
+        tokio::time::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+    }
+    sweeper.abort();
+    tracing::debug!(core = info.index, "drained");
+}
+
+/// Accepts on one of the core's listeners until shutdown stops it.
+async fn accept_loop<S: Service>(
+    info: CoreInfo,
+    listener: Listener,
+    index: usize,
+    connections_max: usize,
+    shutting_down: &AtomicBool,
+    service: &Rc<S>,
+    registry: &Rc<Registry>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -304,7 +362,7 @@ async fn core_main<S: Service>(
                     service.refused();
                     continue;
                 }
-                let conn = Conn::new(stream, registry.clone(), peer);
+                let conn = Conn::new(stream, registry.clone(), peer).accepted_by(index);
                 tokio::task::spawn_local(service.clone().serve(conn));
             }
             Err(_) if shutting_down.load(Ordering::SeqCst) => break,
@@ -325,11 +383,18 @@ async fn core_main<S: Service>(
             },
         }
     }
-    service.begin_drain();
-    registry.drain();
-    while registry.open() > 0 {
-        tokio::time::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
-    }
-    sweeper.abort();
-    tracing::debug!(core = info.index, "drained");
+}
+
+/// Awaits every future of `futures` on this task (they are few: one per listener).
+async fn futures_join_all<F: Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        futures.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futures.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

@@ -38,10 +38,29 @@ use crate::accounts::ratelimit::{Limiter, RATE_LIMIT_KEYS_MAX, Rule, client_key}
 use crate::accounts::{self, Invalid, Verified, validate};
 use crate::proto::http1::{RequestHead, find_cookie, set_cookie_value};
 use crate::rt::{Busy, Workers};
-use crate::store::{CreateUser, SESSION_TTL_S, Store, StoreError};
+use crate::store::{CreateUser, SESSION_TTL_S, Store, StoreError, UserId};
 
 /// The session cookie's name, as the reference's clients expect.
 pub const SESSION_COOKIE: &str = "sid";
+
+const HASHING_BUSY: &str = "the server is busy hashing passwords";
+
+/// Why a login was refused; each front door says it in its own protocol.
+#[derive(Debug)]
+pub enum LoginRefused {
+    /// The email or password fails validation (400 BAD_REQUEST).
+    Invalid(Invalid),
+    /// Too many failures for this address or account; try again after this long (429).
+    RateLimited(Duration),
+    /// Unknown email or wrong password (400 LOGIN_FAILED).
+    Failed,
+    /// The hashing pool's queue is full (503).
+    HashingBusy,
+    /// The hashing job failed (500).
+    HashingFailed,
+    /// The store failed (503, or 500 when it answered nonsense).
+    Store(StoreError),
+}
 /// Bodies of API requests are at most this long; larger get 413 before they are read.
 pub const API_BODY_BYTES_MAX: u64 = 16 * 1024;
 /// Retry-After, in seconds, on a 503.
@@ -200,32 +219,57 @@ impl Api {
         peer: IpAddr,
     ) -> Result<Response, Response> {
         let request = accounts::parse_login(content_type, body).map_err(bad_request)?;
+        let id = self
+            .check_login(&request.email, request.password, peer)
+            .await
+            .map_err(|refused| match refused {
+                LoginRefused::Invalid(invalid) => bad_request(invalid),
+                LoginRefused::RateLimited(wait) => rate_limited(wait),
+                LoginRefused::Failed => Response::json_error(400, "LOGIN_FAILED", "Login failed"),
+                LoginRefused::HashingBusy => unavailable(HASHING_BUSY),
+                LoginRefused::HashingFailed => {
+                    Response::json_error(500, "INTERNAL", "password hashing failed")
+                }
+                LoginRefused::Store(e) => store_error(e),
+            })?;
+        self.start_session(id).await
+    }
+
+    /// Checks a login (validation, rate limits, the password on the hashing pool, a hash
+    /// upgrade), for `POST /api/login` and the line port's `/login`: the same rules and the
+    /// same failure counters for both.
+    pub async fn check_login(
+        &self,
+        email: &str,
+        password: String,
+        peer: IpAddr,
+    ) -> Result<UserId, LoginRefused> {
+        validate::check_login(email, &password).map_err(LoginRefused::Invalid)?;
         let ip = client_key(peer);
-        let email_key = request.email.to_lowercase();
+        let email_key = email.to_lowercase();
         let now = Instant::now();
         let by_ip = self.failures_by_ip.borrow().check(&ip, now);
         let by_email = self.failures_by_email.borrow().check(&email_key, now);
         if let Err(wait) = by_ip.and(by_email) {
-            return Err(rate_limited(wait));
+            return Err(LoginRefused::RateLimited(wait));
         }
         let credentials = self
             .store
-            .credentials_by_email(&request.email)
+            .credentials_by_email(email)
             .await
-            .map_err(store_error)?;
-        let password = request.password;
+            .map_err(LoginRefused::Store)?;
         let outcome = match credentials {
             None => {
                 // The same work as checking a wrong password, so unknown emails cannot be told
                 // apart by the time the answer takes.
-                self.hashing(move || accounts::dummy_verify(password.as_bytes()))
+                self.hash_job(move || accounts::dummy_verify(password.as_bytes()))
                     .await?;
                 None
             }
             Some(c) => {
                 let stored = c.password_hash;
                 let (verified, upgrade) = self
-                    .hashing(move || {
+                    .hash_job(move || {
                         let verified = accounts::verify(password.as_bytes(), &stored);
                         let upgrade = match verified {
                             Verified::Ok {
@@ -250,7 +294,7 @@ impl Api {
             let now = Instant::now();
             self.failures_by_ip.borrow_mut().charge(&ip, now);
             self.failures_by_email.borrow_mut().charge(&email_key, now);
-            return Err(Response::json_error(400, "LOGIN_FAILED", "Login failed"));
+            return Err(LoginRefused::Failed);
         };
         if let Some(hash) = upgrade {
             // A failed upgrade is retried at the next login; the login itself succeeded.
@@ -258,7 +302,7 @@ impl Api {
                 tracing::warn!(user = id, "password hash upgrade failed: {e}");
             }
         }
-        self.start_session(id).await
+        Ok(id)
     }
 
     async fn logout(&self, head: &RequestHead<'_>) -> Result<Response, Response> {
@@ -338,11 +382,24 @@ impl Api {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
+        self.hash_job(job).await.map_err(|refused| match refused {
+            LoginRefused::HashingBusy => unavailable(HASHING_BUSY),
+            _ => Response::json_error(500, "INTERNAL", "password hashing failed"),
+        })
+    }
+
+    /// Runs `job` on the hashing pool: `HashingBusy` when its queue is full, `HashingFailed`
+    /// when the job panicked.
+    async fn hash_job<T, F>(&self, job: F) -> Result<T, LoginRefused>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
         match self.workers.submit(job) {
-            Err(Busy) => Err(unavailable("the server is busy hashing passwords")),
+            Err(Busy) => Err(LoginRefused::HashingBusy),
             Ok(pending) => pending.await.map_err(|e| {
                 tracing::error!("hashing job failed: {e:?}");
-                Response::json_error(500, "INTERNAL", "password hashing failed")
+                LoginRefused::HashingFailed
             }),
         }
     }

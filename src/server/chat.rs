@@ -18,46 +18,131 @@
 //! Backpressure: a full ring to another core makes the sender wait for a yield and retry (the
 //! owner never drops a stored batch); a full room queue refuses the post with an error event.
 //!
-//! Not here: the WebSocket protocol (`ws.rs` drives it), rooms created at run time.
+//! **Two kinds of connection.** WebSocket connections (`ws.rs`) are in every room; line-port
+//! connections (`line.rs`) are in their current room only. The owner encodes each stored batch
+//! once per kind ([`Frames`]: the `serverMessages` frame, and the `[room] user: text` lines
+//! when the line port is on), and each recipient takes the one it speaks.
+//!
+//! **Asking other cores.** `/who` (who is in a room now, on every core) and guest names (unique
+//! on every core; each name has an owner core by hash that keeps who holds it) are questions
+//! over the mesh: [`CrossCore::Ask`] out, [`CrossCore::Answer`] back, waited for at most
+//! [`ASK_TIMEOUT_MS`].
+//!
+//! Not here: the WebSocket and line protocols (`ws.rs`, `line.rs` drive them), rooms created
+//! at run time.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::chat::events::{EventError, encode_error, encode_server_messages};
+use crate::chat::events::{EventError, encode_server_messages};
 use crate::chat::outbox::OUTBOX_BYTES_MAX_DEFAULT;
 use crate::chat::rooms::Rooms;
 use crate::chat::sequencer::{Origin, Post, Sequencer};
-use crate::chat::subscribers::{ConnId, Subscribers};
+use crate::chat::subscribers::{ConnId, Frame, Subscribers};
 use crate::proto::ws::encode_text_frame;
 use crate::rt::{self, MeshEndpoint};
 use crate::store::{MessageId, Store, User};
 
+/// A stored batch as each kind of connection takes it.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    /// The `serverMessages` WebSocket frame.
+    pub ws: Bytes,
+    /// The line port's `[room] user: text` lines; empty when the line port is off.
+    pub lines: Bytes,
+}
+
+impl Frame for Frames {
+    fn held_bytes(&self) -> usize {
+        self.ws.len() + self.lines.len()
+    }
+}
+
+/// A question one core asks another ([`CrossCore::Ask`]).
+pub enum Query {
+    /// The names of this core's connections in a room.
+    Who { room: usize },
+    /// Take guest name `key` (lower case) for `holder` if nobody holds it.
+    ClaimNick {
+        key: String,
+        holder: (usize, ConnId),
+    },
+}
+
+/// The answer to a [`Query`].
+pub enum Answer {
+    Names(Vec<String>),
+    Claimed(bool),
+}
+
 /// What cores tell each other.
 pub enum CrossCore {
     /// To a room's owner: store and broadcast this post.
-    Post { room: usize, post: Post },
-    /// From a room's owner to every other core: a stored batch's frame.
+    Post {
+        room: usize,
+        post: Post,
+    },
+    /// From a room's owner to every other core: a stored batch's frames.
     Broadcast {
         room: usize,
         last_id: MessageId,
-        frame: Bytes,
+        frames: Frames,
     },
     /// From a room's owner to the post's core: the post was not stored.
-    Refused { conn: ConnId, error: EventError },
+    Refused {
+        conn: ConnId,
+        error: EventError,
+    },
+    /// A question; answered with `Answer { ask, .. }` to core `from`.
+    Ask {
+        from: usize,
+        ask: u64,
+        query: Query,
+    },
+    Answer {
+        ask: u64,
+        answer: Answer,
+    },
+    /// To a guest name's owner core: `holder` gave the name up.
+    ReleaseNick {
+        key: String,
+        holder: (usize, ConnId),
+    },
 }
 
-/// What the hub needs of a local connection: a place to put frames.
+/// What the hub needs of a local connection: a place to put what it is sent.
 pub trait Recipient {
-    /// Queues a text frame; false when the connection is gone or was cut as a slow consumer.
-    fn deliver(&self, frame: Bytes) -> bool;
-    /// The server is shutting down: start the close handshake (1001).
+    /// Queues a stored batch (the form its protocol speaks); false when the connection is gone
+    /// or was cut as a slow consumer.
+    fn deliver(&self, frames: &Frames) -> bool;
+    /// Queues an error about something the connection did; false as for `deliver`.
+    fn error(&self, error: &EventError) -> bool;
+    /// The hub cut the connection (it could not keep up while its hello was pending).
+    fn cut(&self);
+    /// The server is shutting down: say goodbye and close.
     fn going_away(&self);
+}
+
+/// A local connection: where its deliveries go, and who it is (for posts and `/who`).
+struct Entry {
+    recipient: Rc<dyn Recipient>,
+    user: User,
+}
+
+/// How long a question to other cores waits for their answers.
+pub const ASK_TIMEOUT_MS: u64 = 1000;
+
+/// A question in flight: the answers so far, and how many are still due.
+struct Asked {
+    answers: RefCell<Vec<Answer>>,
+    due: Cell<usize>,
+    done: Notify,
 }
 
 pub struct Hub {
@@ -66,9 +151,15 @@ pub struct Hub {
     cores: usize,
     store: Store,
     mesh: RefCell<MeshEndpoint<CrossCore>>,
-    subscribers: RefCell<Subscribers>,
+    subscribers: RefCell<Subscribers<Frames>>,
     sequencer: RefCell<Sequencer>,
-    conns: RefCell<HashMap<ConnId, Rc<dyn Recipient>>>,
+    conns: RefCell<HashMap<ConnId, Entry>>,
+    /// Whether stored batches are also encoded as the line port's lines.
+    lines: bool,
+    /// Guest names this core owns (by hash), lower case, and who holds each.
+    nicks: RefCell<HashMap<String, (usize, ConnId)>>,
+    asks: RefCell<HashMap<u64, Rc<Asked>>>,
+    next_ask: Cell<u64>,
     /// Per connection, each room's newest message its `hello` showed: a broadcast at or below
     /// it was already shown (it was stored before the `hello`'s read, but its frame reached
     /// this core after the `hello` was queued) and is skipped. Broadcasts of a room arrive in
@@ -82,6 +173,8 @@ pub struct Hub {
     /// so a reconnect storm queues instead of overflowing the store's queue. (A client that
     /// gave up while waiting still costs its turn: the idle deadline is what ends it.)
     hellos: tokio::sync::Semaphore,
+    /// The hub itself, for tasks spawned from `&self`.
+    me: std::rc::Weak<Hub>,
 }
 
 /// Connections of one core authenticating and building their `hello` at the same time.
@@ -97,10 +190,16 @@ fn hello_turns(cores: usize) -> usize {
 
 impl Hub {
     /// Creates the hub and spawns its tasks on the current core (the mesh pump and the
-    /// sequencer's driver).
-    pub fn start(rooms: Arc<Rooms>, store: Store, mesh: MeshEndpoint<CrossCore>) -> Rc<Hub> {
+    /// sequencer's driver). `lines`: the line port is on, so batches are encoded for it too.
+    pub fn start(
+        rooms: Arc<Rooms>,
+        store: Store,
+        mesh: MeshEndpoint<CrossCore>,
+        lines: bool,
+    ) -> Rc<Hub> {
         let (core, cores) = (mesh.core(), mesh.cores());
-        let hub = Rc::new(Hub {
+        let hub = Rc::new_cyclic(|me| Hub {
+            me: me.clone(),
             subscribers: RefCell::new(Subscribers::new(rooms.len(), OUTBOX_BYTES_MAX_DEFAULT)),
             sequencer: RefCell::new(Sequencer::new(rooms.len(), core, cores)),
             rooms,
@@ -109,6 +208,10 @@ impl Hub {
             store,
             mesh: RefCell::new(mesh),
             conns: RefCell::new(HashMap::new()),
+            lines,
+            nicks: RefCell::new(HashMap::new()),
+            asks: RefCell::new(HashMap::new()),
+            next_ask: Cell::new(0),
             shown: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             batches: Notify::new(),
@@ -136,14 +239,38 @@ impl Hub {
             .expect("the hello semaphore is never closed")
     }
 
-    /// Registers a connection, pending its `hello` in every room.
-    pub fn join(&self, recipient: Rc<dyn Recipient>) -> ConnId {
-        let id = ConnId(self.next_conn.get());
-        self.next_conn.set(id.0 + 1);
+    /// Registers a WebSocket connection of `user`, pending its `hello` in every room.
+    pub fn join(&self, recipient: Rc<dyn Recipient>, user: User) -> ConnId {
+        let id = self.register(recipient, user);
         let all: Vec<usize> = (0..self.rooms.len()).collect();
         self.subscribers.borrow_mut().join(id, &all);
-        self.conns.borrow_mut().insert(id, recipient);
         id
+    }
+
+    /// Registers a connection of `user` in no room yet (see [`Hub::subscribe`]).
+    pub fn register(&self, recipient: Rc<dyn Recipient>, user: User) -> ConnId {
+        let id = ConnId(self.next_conn.get());
+        self.next_conn.set(id.0 + 1);
+        self.conns
+            .borrow_mut()
+            .insert(id, Entry { recipient, user });
+        id
+    }
+
+    /// Makes `rooms` the rooms of registered connection `conn` (instead of those it was in),
+    /// pending until [`Hub::hello_sent`] says what it was shown of them.
+    pub fn subscribe(&self, conn: ConnId, rooms: &[usize]) {
+        let mut subscribers = self.subscribers.borrow_mut();
+        subscribers.leave(conn);
+        self.shown.borrow_mut().remove(&conn);
+        subscribers.join(conn, rooms);
+    }
+
+    /// The user `conn` posts as now (a guest's name changes with `/nick`).
+    pub fn set_user(&self, conn: ConnId, user: User) {
+        if let Some(entry) = self.conns.borrow_mut().get_mut(&conn) {
+            entry.user = user;
+        }
     }
 
     /// The `hello` is queued: release what was held for `conn` and the `hello` did not show.
@@ -156,9 +283,9 @@ impl Hub {
             self.shown.borrow_mut().insert(conn, marks);
         }
         let held = self.subscribers.borrow_mut().hello_sent(conn, newest);
-        if let Ok(frames) = held {
-            for frame in frames {
-                self.deliver_to(conn, frame);
+        if let Ok(held) = held {
+            for frames in held {
+                self.deliver_to(conn, &frames);
             }
         }
     }
@@ -172,7 +299,12 @@ impl Hub {
     /// The core is draining: every chat connection starts its close handshake (1001), so
     /// clients reconnect elsewhere instead of holding the shutdown until its timeout.
     pub fn going_away(&self) {
-        let recipients: Vec<Rc<dyn Recipient>> = self.conns.borrow().values().cloned().collect();
+        let recipients: Vec<Rc<dyn Recipient>> = self
+            .conns
+            .borrow()
+            .values()
+            .map(|e| e.recipient.clone())
+            .collect();
         for r in recipients {
             r.going_away();
         }
@@ -197,9 +329,12 @@ impl Hub {
         }
     }
 
-    /// Posts `contents` from `user` on `conn` to room `room`; the acknowledgement is the
-    /// broadcast, a failure an error event.
-    pub fn post(&self, conn: ConnId, user: User, room: usize, contents: Vec<String>) {
+    /// Posts `contents` from `conn`'s user to room `room`; the acknowledgement is the
+    /// broadcast, a failure an error.
+    pub fn post(&self, conn: ConnId, room: usize, contents: Vec<String>) {
+        let Some(user) = self.conns.borrow().get(&conn).map(|e| e.user.clone()) else {
+            return;
+        };
         let post = Post {
             origin: Origin {
                 core: self.core,
@@ -253,26 +388,34 @@ impl Hub {
         }
     }
 
-    /// Sends an error event to a local connection.
+    /// Sends an error to a local connection.
     pub fn tell(&self, conn: ConnId, error: &EventError) {
-        let text = String::from_utf8(encode_error(error)).expect("JSON is UTF-8");
-        self.deliver_to(conn, Bytes::from(encode_text_frame(&text)));
-    }
-
-    fn deliver_to(&self, conn: ConnId, frame: Bytes) {
-        let recipient = self.conns.borrow().get(&conn).cloned();
+        let recipient = self.recipient(conn);
         if let Some(r) = recipient
-            && !r.deliver(frame)
+            && !r.error(error)
         {
             self.leave(conn);
         }
     }
 
-    /// Hands a stored batch's frame to this core's subscribers of `room`.
-    fn fan_out_locally(&self, room: usize, last_id: MessageId, frame: &Bytes) {
+    fn recipient(&self, conn: ConnId) -> Option<Rc<dyn Recipient>> {
+        self.conns.borrow().get(&conn).map(|e| e.recipient.clone())
+    }
+
+    fn deliver_to(&self, conn: ConnId, frames: &Frames) {
+        let recipient = self.recipient(conn);
+        if let Some(r) = recipient
+            && !r.deliver(frames)
+        {
+            self.leave(conn);
+        }
+    }
+
+    /// Hands a stored batch's frames to this core's subscribers of `room`.
+    fn fan_out_locally(&self, room: usize, last_id: MessageId, frames: &Frames) {
         let (ready, cut) = {
             let mut subscribers = self.subscribers.borrow_mut();
-            let fanout = subscribers.broadcast(room, last_id, frame);
+            let fanout = subscribers.broadcast(room, last_id, frames);
             (fanout.ready.to_vec(), fanout.cut)
         };
         // Watermarks exist only for connections whose hello was recent: skip the per-recipient
@@ -280,14 +423,14 @@ impl Hub {
         let marks = !self.shown.borrow().is_empty();
         for conn in ready {
             if !(marks && self.already_shown(conn, room, last_id)) {
-                self.deliver_to(conn, frame.clone());
+                self.deliver_to(conn, frames);
             }
         }
         for conn in cut {
-            // Cut while pending: its recipient learns through a refused delivery.
-            let recipient = self.conns.borrow_mut().remove(&conn);
-            if let Some(r) = recipient {
-                r.deliver(Bytes::new());
+            let entry = self.conns.borrow_mut().remove(&conn);
+            self.shown.borrow_mut().remove(&conn);
+            if let Some(e) = entry {
+                e.recipient.cut();
             }
         }
     }
@@ -308,9 +451,18 @@ impl Hub {
                     CrossCore::Broadcast {
                         room,
                         last_id,
-                        frame,
-                    } => self.fan_out_locally(room, last_id, &frame),
+                        frames,
+                    } => self.fan_out_locally(room, last_id, &frames),
                     CrossCore::Refused { conn, error } => self.tell(conn, &error),
+                    CrossCore::Ask { from, ask, query } => {
+                        let answer = self.answer(query);
+                        rt::spawn(
+                            self.clone()
+                                .send_to(from, CrossCore::Answer { ask, answer }),
+                        );
+                    }
+                    CrossCore::Answer { ask, answer } => self.answered(ask, answer),
+                    CrossCore::ReleaseNick { key, holder } => self.release_local(&key, holder),
                 }
             }
         }
@@ -344,10 +496,19 @@ impl Hub {
         match outcome {
             Ok(stored) => {
                 let last_id = stored.last_id();
-                let json = encode_server_messages(&room_id, &stored.shown());
+                let shown = stored.shown();
+                let json = encode_server_messages(&room_id, &shown);
                 let text = String::from_utf8(json).expect("JSON is UTF-8");
-                let frame = Bytes::from(encode_text_frame(&text));
-                self.broadcast(room, last_id, frame).await;
+                let frames = Frames {
+                    ws: Bytes::from(encode_text_frame(&text)),
+                    lines: if self.lines {
+                        Bytes::from(crate::chat::line::messages(&room_id, &shown))
+                    } else {
+                        Bytes::new()
+                    },
+                };
+                drop(shown);
+                self.broadcast(room, last_id, frames).await;
             }
             Err(origins) => {
                 let error = EventError {
@@ -364,30 +525,199 @@ impl Hub {
 
     /// Sends a stored batch to every core, this one first. A full ring is waited out: a stored
     /// message is never dropped.
-    async fn broadcast(&self, room: usize, last_id: MessageId, frame: Bytes) {
-        self.fan_out_locally(room, last_id, &frame);
+    async fn broadcast(&self, room: usize, last_id: MessageId, frames: Frames) {
+        self.fan_out_locally(room, last_id, &frames);
         for to in (0..self.cores).filter(|&c| c != self.core) {
-            let mut item = CrossCore::Broadcast {
+            let item = CrossCore::Broadcast {
                 room,
                 last_id,
-                frame: frame.clone(),
+                frames: frames.clone(),
             };
-            loop {
-                let sent = self.mesh.borrow_mut().try_send(to, item);
-                match sent {
-                    Ok(()) => break,
-                    Err(full) => {
-                        if self.mesh.borrow().peer_gone(to) {
-                            break;
-                        }
-                        item = full.0;
-                        self.mesh.borrow_mut().flush();
-                        tokio::task::yield_now().await;
+            self.send_waiting(to, item).await;
+        }
+        self.mesh.borrow_mut().flush();
+    }
+
+    /// Sends `item` to core `to`, waiting out a full ring (unless that core is gone); the
+    /// caller flushes.
+    async fn send_waiting(&self, to: usize, mut item: CrossCore) {
+        loop {
+            let sent = self.mesh.borrow_mut().try_send(to, item);
+            match sent {
+                Ok(()) => return,
+                Err(full) => {
+                    if self.mesh.borrow().peer_gone(to) {
+                        return;
                     }
+                    item = full.0;
+                    self.mesh.borrow_mut().flush();
+                    tokio::task::yield_now().await;
                 }
             }
         }
+    }
+
+    /// Sends one item and flushes (a task of its own when sent from the pump).
+    async fn send_to(self: Rc<Self>, to: usize, item: CrossCore) {
+        self.send_waiting(to, item).await;
         self.mesh.borrow_mut().flush();
+    }
+
+    /// The names of this core's connections in `room`, pending or not (the WebSocket's are in
+    /// every room; the line port's in their current one).
+    fn local_names(&self, room: usize) -> Vec<String> {
+        let subscribers = self.subscribers.borrow();
+        let conns = self.conns.borrow();
+        subscribers
+            .recipients(room)
+            .iter()
+            .chain(subscribers.pending(room))
+            .filter_map(|c| conns.get(c).map(|e| e.user.username.clone()))
+            .collect()
+    }
+
+    /// Who is connected to `room` now on every core: each name once, sorted.
+    pub async fn who(&self, room: usize) -> Vec<String> {
+        let mut names = self.local_names(room);
+        for answer in self.ask_others(|| Query::Who { room }).await {
+            if let Answer::Names(more) = answer {
+                names.extend(more);
+            }
+        }
+        names.sort_unstable_by(|a, b| a.to_lowercase().cmp(&b.to_lowercase()).then(a.cmp(b)));
+        names.dedup();
+        names
+    }
+
+    /// The core that keeps who holds guest name `key`.
+    fn nick_owner(&self, key: &str) -> usize {
+        // FNV-1a: stable across cores and runs, no seed.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        (hash % self.cores as u64) as usize
+    }
+
+    /// Takes guest name `key` (lower case) for local connection `conn`: true when it was free
+    /// (or already `conn`'s). False too when its owner core does not answer in time.
+    pub async fn claim_nick(&self, key: &str, conn: ConnId) -> bool {
+        let holder = (self.core, conn);
+        let owner = self.nick_owner(key);
+        if owner == self.core {
+            return self.claim_local(key, holder);
+        }
+        let query = Query::ClaimNick {
+            key: key.to_string(),
+            holder,
+        };
+        matches!(
+            self.ask(&[owner], |_| query_clone(&query)).await.first(),
+            Some(Answer::Claimed(true))
+        )
+    }
+
+    /// Gives up guest name `key` held by local connection `conn`.
+    pub fn release_nick(&self, key: &str, conn: ConnId) {
+        let holder = (self.core, conn);
+        let owner = self.nick_owner(key);
+        if owner == self.core {
+            self.release_local(key, holder);
+        } else {
+            let item = CrossCore::ReleaseNick {
+                key: key.to_string(),
+                holder,
+            };
+            rt::spawn(self.self_rc().send_to(owner, item));
+        }
+    }
+
+    fn claim_local(&self, key: &str, holder: (usize, ConnId)) -> bool {
+        let mut nicks = self.nicks.borrow_mut();
+        match nicks.get(key) {
+            Some(&h) => h == holder,
+            None => {
+                nicks.insert(key.to_string(), holder);
+                true
+            }
+        }
+    }
+
+    fn release_local(&self, key: &str, holder: (usize, ConnId)) {
+        let mut nicks = self.nicks.borrow_mut();
+        if nicks.get(key) == Some(&holder) {
+            nicks.remove(key);
+        }
+    }
+
+    fn answer(&self, query: Query) -> Answer {
+        match query {
+            Query::Who { room } => Answer::Names(self.local_names(room)),
+            Query::ClaimNick { key, holder } => Answer::Claimed(self.claim_local(&key, holder)),
+        }
+    }
+
+    fn answered(&self, ask: u64, answer: Answer) {
+        let asked = self.asks.borrow().get(&ask).cloned();
+        if let Some(asked) = asked {
+            asked.answers.borrow_mut().push(answer);
+            asked.due.set(asked.due.get().saturating_sub(1));
+            if asked.due.get() == 0 {
+                asked.done.notify_one();
+            }
+        }
+    }
+
+    /// Asks every other core; the answers that came within [`ASK_TIMEOUT_MS`].
+    async fn ask_others(&self, query: impl Fn() -> Query) -> Vec<Answer> {
+        let others: Vec<usize> = (0..self.cores).filter(|&c| c != self.core).collect();
+        self.ask(&others, |_| query()).await
+    }
+
+    /// Asks each core of `cores`; the answers that came within [`ASK_TIMEOUT_MS`].
+    async fn ask(&self, cores: &[usize], query: impl Fn(usize) -> Query) -> Vec<Answer> {
+        if cores.is_empty() {
+            return Vec::new();
+        }
+        let ask = self.next_ask.get();
+        self.next_ask.set(ask + 1);
+        let asked = Rc::new(Asked {
+            answers: RefCell::new(Vec::new()),
+            due: Cell::new(cores.len()),
+            done: Notify::new(),
+        });
+        self.asks.borrow_mut().insert(ask, asked.clone());
+        for &to in cores {
+            let item = CrossCore::Ask {
+                from: self.core,
+                ask,
+                query: query(to),
+            };
+            self.send_waiting(to, item).await;
+        }
+        self.mesh.borrow_mut().flush();
+        let wait =
+            tokio::time::timeout(Duration::from_millis(ASK_TIMEOUT_MS), asked.done.notified());
+        if asked.due.get() > 0 && wait.await.is_err() {
+            tracing::warn!(ask, due = asked.due.get(), "cores did not answer in time");
+        }
+        self.asks.borrow_mut().remove(&ask);
+        asked.answers.take()
+    }
+
+    fn self_rc(&self) -> Rc<Hub> {
+        self.me
+            .upgrade()
+            .expect("the hub lives as long as its core")
+    }
+}
+
+fn query_clone(query: &Query) -> Query {
+    match query {
+        Query::Who { room } => Query::Who { room: *room },
+        Query::ClaimNick { key, holder } => Query::ClaimNick {
+            key: key.clone(),
+            holder: *holder,
+        },
     }
 }
 

@@ -22,6 +22,9 @@ pub struct CoreMetrics {
     /// is how many frames a fan-out merges per kernel send.
     pub ws_writes: AtomicU64,
     pub ws_frames_out: AtomicU64,
+    /// Line-port connections open now, and those cut as slow consumers.
+    pub line_open: AtomicU64,
+    pub line_slow_consumers: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -47,7 +50,7 @@ impl CoreMetrics {
 /// Renders every core's counters, labelled by core, plus a total per metric.
 pub fn render(cores: &[CoreMetrics], out: &mut String) {
     type Field = fn(&CoreMetrics) -> &AtomicU64;
-    let simple: [(&str, &str, &str, Field); 7] = [
+    let simple: [(&str, &str, &str, Field); 9] = [
         (
             "ringchat_open_connections",
             "gauge",
@@ -89,6 +92,18 @@ pub fn render(cores: &[CoreMetrics], out: &mut String) {
             "counter",
             "WebSocket data frames sent.",
             |m| &m.ws_frames_out,
+        ),
+        (
+            "ringchat_line_open_connections",
+            "gauge",
+            "Line-port (telnet/netcat) connections open now.",
+            |m| &m.line_open,
+        ),
+        (
+            "ringchat_line_slow_consumers_total",
+            "counter",
+            "Line-port connections cut because they did not read.",
+            |m| &m.line_slow_consumers,
         ),
     ];
     for (name, kind, help, field) in simple {

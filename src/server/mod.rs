@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod chat;
+mod history;
 mod http;
+mod line;
 pub mod metrics;
 pub mod response;
 pub mod static_files;
@@ -30,10 +32,14 @@ use crate::proto::http1::RequestHead;
 use crate::rt::{self, Backend, Conn, CoreInfo, RtOptions, Service};
 use crate::store::StoreSetup;
 
+/// The listener index of the line port (`RtOptions::extra_listen`'s first).
+const LINE_LISTENER: usize = 1;
+
 /// The parts of the configuration the HTTP server uses, in their working units.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub ws: ws::WsSettings,
+    pub line: line::LineSettings,
     pub keep_alive_timeout: Duration,
     pub keep_alive_max: u64,
     pub header_timeout: Duration,
@@ -52,6 +58,14 @@ impl Settings {
                 allowed_origins: config.allowed_origins.clone(),
                 echo: config.ws_echo,
                 message_chars_max: config.max_message_chars,
+            },
+            line: line::LineSettings {
+                line_bytes_max: config.line_max_bytes.max(1),
+                idle_timeout: config.line_idle_timeout,
+                guest_room: config
+                    .line_guest_room
+                    .as_deref()
+                    .and_then(|id| config.rooms.index_of(id)),
             },
             keep_alive_timeout: Duration::from_secs(config.keep_alive_timeout),
             keep_alive_max: config.keep_alive_max.max(1),
@@ -165,8 +179,13 @@ fn route_path(target: &str) -> &str {
 }
 
 impl Service for Core {
-    fn serve(self: Rc<Self>, conn: Conn) -> impl std::future::Future<Output = ()> + 'static {
-        http::serve(self, conn)
+    async fn serve(self: Rc<Self>, conn: Conn) {
+        if conn.listener() == LINE_LISTENER {
+            // Boxed: a line connection's state is not part of every HTTP connection's task.
+            Box::pin(line::serve(self, conn)).await
+        } else {
+            http::serve(self, conn).await
+        }
     }
 
     fn refused(&self) {
@@ -207,6 +226,13 @@ pub fn open_store(config: &Config) -> io::Result<StoreSetup> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(config: Config) -> io::Result<()> {
+    if let Some(id) = &config.line_guest_room
+        && config.rooms.index_of(id).is_none()
+    {
+        return Err(io::Error::other(format!(
+            "--line-guest-room {id:?} is not one of --rooms"
+        )));
+    }
     let threads = if config.threads == 0 {
         rt::available_cpus()?.len().max(1)
     } else {
@@ -235,8 +261,13 @@ pub fn run(config: Config) -> io::Result<()> {
     } else {
         tracing::warn!(dir = %config.static_dir.display(), "static directory not found; static requests will get 404");
     }
+    let extra_listen = match config.line_port {
+        Some(port) => vec![("line", std::net::SocketAddr::new(config.listen.ip(), port))],
+        None => Vec::new(),
+    };
     let options = RtOptions {
         listen: config.listen,
+        extra_listen,
         threads,
         io: config.io,
         shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
@@ -275,12 +306,13 @@ pub fn run(config: Config) -> io::Result<()> {
                 .map(Some)
                 .collect(),
         );
+    let line_on = config.line_port.is_some();
     let served = rt::run(options, move |info| {
         let store = cores_store.for_core();
         let mesh = meshes.lock().expect("no core panicked holding it")[info.index]
             .take()
             .expect("each core takes its mesh endpoint once");
-        let hub = chat::Hub::start(rooms.clone(), store.clone(), mesh);
+        let hub = chat::Hub::start(rooms.clone(), store.clone(), mesh, line_on);
         Rc::new(Core {
             info,
             settings: settings.clone(),

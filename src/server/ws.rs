@@ -24,7 +24,6 @@
 //! Not here: permessage-deflate or any extension, subprotocols.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -32,10 +31,11 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::Core;
-use super::chat::{Hub, Recipient};
+use super::chat::{Frames, Hub, Recipient};
+use super::history::{self, Authors};
 use super::metrics::CoreMetrics;
 use crate::chat::events::{
-    ClientEvent, EventError, HelloRoom, ShownMessage, decode_client_event, encode_hello,
+    ClientEvent, EventError, HelloRoom, decode_client_event, encode_error, encode_hello,
     encode_room_history,
 };
 use crate::chat::outbox::{
@@ -47,9 +47,7 @@ use crate::proto::ws::{
     encode_text, encode_text_frame,
 };
 use crate::rt::Conn;
-use crate::store::{
-    HISTORY_PAGE_MESSAGES_MAX, MessageId, Store, StoreError, StoredMessage, User, UserId,
-};
+use crate::store::{HISTORY_PAGE_MESSAGES_MAX, MessageId, StoreError, User};
 
 /// An outbox holds at most this many maximum-size messages' worth of bytes.
 pub const OUTBOX_MESSAGES_BUDGET: usize = 16;
@@ -98,19 +96,26 @@ struct Shared {
 }
 
 impl Recipient for Shared {
-    fn deliver(&self, frame: Bytes) -> bool {
-        if frame.is_empty() {
-            // The hub cut this connection while its hello was pending.
-            self.ws.borrow_mut().close(
-                CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
-                SLOW_CONSUMER_REASON,
-            );
-            self.wake.notify_one();
-            return false;
-        }
-        let open = queue(self, frame);
+    fn deliver(&self, frames: &Frames) -> bool {
+        let open = queue(self, frames.ws.clone());
         self.wake.notify_one();
         open
+    }
+
+    fn error(&self, error: &EventError) -> bool {
+        let text = String::from_utf8(encode_error(error)).expect("JSON is UTF-8");
+        let open = queue(self, Bytes::from(encode_text_frame(&text)));
+        self.wake.notify_one();
+        open
+    }
+
+    fn cut(&self) {
+        // Cut while its hello was pending.
+        self.ws.borrow_mut().close(
+            CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
+            SLOW_CONSUMER_REASON,
+        );
+        self.wake.notify_one();
     }
 
     fn going_away(&self) {
@@ -121,10 +126,9 @@ impl Recipient for Shared {
     }
 }
 
-/// A chat connection's identity on its core.
+/// A chat connection's identity on its core (its user is kept by the hub).
 struct Member {
     conn: ConnId,
-    user: User,
 }
 
 /// Serves an upgraded connection until it ends. `input` holds bytes that arrived after the
@@ -194,12 +198,12 @@ async fn chat_open(core: &Core, shared: &Rc<Shared>, sid: Option<&str>) -> Optio
         }
     };
     let recipient: Rc<dyn Recipient> = shared.clone();
-    let conn = hub.join(recipient);
+    let conn = hub.join(recipient, user.clone());
     match build_hello(hub, &user).await {
         Ok((frame, newest)) => {
             queue(shared, frame);
             hub.hello_sent(conn, &newest);
-            Some(Member { conn, user })
+            Some(Member { conn })
         }
         Err(e) => {
             tracing::warn!("chat hello: {e}");
@@ -221,9 +225,9 @@ async fn build_hello(
     let store = hub.store();
     let mut pages = Vec::with_capacity(hub.rooms().len());
     for room in hub.rooms().all() {
-        pages.push(history_page(store, &room.id, None).await?);
+        pages.push(history::page(store, &room.id, None, HISTORY_PAGE_MESSAGES_MAX).await?);
     }
-    let users = users_of(store, pages.iter().flat_map(|(p, _)| p.iter())).await?;
+    let authors = Authors::of(store, pages.iter().flat_map(|(p, _)| p.iter())).await?;
     let rooms: Vec<HelloRoom<'_>> = hub
         .rooms()
         .all()
@@ -233,7 +237,7 @@ async fn build_hello(
             id: &room.id,
             name: &room.name,
             has_more: *has_more,
-            messages: shown(page, &users),
+            messages: authors.shown(page),
         })
         .collect();
     let json = encode_hello(me, &rooms);
@@ -244,65 +248,6 @@ async fn build_hello(
         .collect();
     let text = String::from_utf8(json).expect("JSON is UTF-8");
     Ok((Bytes::from(encode_text_frame(&text)), newest))
-}
-
-/// A page of a room's history, newest first: the newest [`HISTORY_PAGE_MESSAGES_MAX`]
-/// messages, or those older than `before`; and whether older ones exist (asked of the store
-/// only when the page is full, so `hasMoreMessages` is true exactly when there is more).
-async fn history_page(
-    store: &Store,
-    room: &str,
-    before: Option<MessageId>,
-) -> Result<(Vec<StoredMessage>, bool), StoreError> {
-    let page = match before {
-        None => {
-            store
-                .newest_messages(room, HISTORY_PAGE_MESSAGES_MAX)
-                .await?
-        }
-        Some(id) => {
-            store
-                .messages_before(room, id, HISTORY_PAGE_MESSAGES_MAX)
-                .await?
-        }
-    };
-    let has_more = match page.last() {
-        Some(oldest) if page.len() == HISTORY_PAGE_MESSAGES_MAX => {
-            !store.messages_before(room, oldest.id, 1).await?.is_empty()
-        }
-        _ => false,
-    };
-    Ok((page, has_more))
-}
-
-/// The users who wrote `messages`, by id; an author who no longer exists shows as "".
-async fn users_of<'a>(
-    store: &Store,
-    messages: impl Iterator<Item = &'a StoredMessage>,
-) -> Result<HashMap<UserId, User>, StoreError> {
-    let mut ids: Vec<UserId> = messages.map(|m| m.user_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let found = store.users_by_ids(&ids).await?;
-    let mut users: HashMap<UserId, User> = found.into_iter().map(|u| (u.id, u)).collect();
-    for id in ids {
-        users.entry(id).or_insert_with(|| User {
-            id,
-            username: String::new(),
-        });
-    }
-    Ok(users)
-}
-
-fn shown<'a>(page: &'a [StoredMessage], users: &'a HashMap<UserId, User>) -> Vec<ShownMessage<'a>> {
-    page.iter()
-        .map(|m| ShownMessage {
-            id: m.id,
-            content: &m.content,
-            user: &users[&m.user_id],
-            timestamp_ms: m.timestamp_ms,
-        })
-        .collect()
 }
 
 /// One client message on a chat connection.
@@ -323,7 +268,7 @@ async fn chat_event(core: &Core, shared: &Shared, member: &Member, event: Event)
     match decode_client_event(&text, hub.rooms(), settings.message_chars_max) {
         Err(error) => hub.tell(member.conn, &error),
         Ok(ClientEvent::Messages { room, contents }) => {
-            hub.post(member.conn, member.user.clone(), room, contents);
+            hub.post(member.conn, room, contents);
         }
         // Boxed: the only arm that awaits, with the largest state; posting stays allocation-free.
         Ok(ClientEvent::History { room, before }) => {
@@ -340,12 +285,12 @@ async fn room_history(hub: &Hub, shared: &Shared, member: &Member, room: usize, 
         {
             let room_id = &hub.rooms().all()[room].id;
             let store = hub.store();
-            let page = history_page(store, room_id, Some(before)).await;
+            let page = history::page(store, room_id, Some(before), HISTORY_PAGE_MESSAGES_MAX).await;
             let answer = match page {
-                Ok((page, has_more)) => match users_of(store, page.iter()).await {
-                    Ok(users) => Ok(encode_room_history(
+                Ok((page, has_more)) => match Authors::of(store, page.iter()).await {
+                    Ok(authors) => Ok(encode_room_history(
                         room_id,
-                        &shown(&page, &users),
+                        &authors.shown(&page),
                         has_more,
                     )),
                     Err(e) => Err(e),

@@ -109,12 +109,18 @@ impl FromStr for MessageId {
     }
 }
 
+/// The user id of every guest of the line port (docs/line-chat.md): no account has it
+/// (databases number users from 1).
+pub const GUEST_USER_ID: UserId = 0;
+
 /// A message as a client sent it, stamped by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
     pub content: String,
     pub user_id: UserId,
     pub timestamp_ms: u64,
+    /// A line-port guest's name (with `user_id` [`GUEST_USER_ID`]); `None` for accounts.
+    pub guest: Option<String>,
 }
 
 /// A message as stored.
@@ -124,6 +130,8 @@ pub struct StoredMessage {
     pub content: String,
     pub user_id: UserId,
     pub timestamp_ms: u64,
+    /// A line-port guest's name; `None` for accounts.
+    pub guest: Option<String>,
 }
 
 /// Which backend an error came from; it decides the reaction (503, reconnect, error event).
@@ -179,7 +187,8 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// The stream entry's payload field, exactly as the reference writes it:
-/// `{"content": str, "timestamp": ms, "user_id": int}`.
+/// `{"content": str, "timestamp": ms, "user_id": int}`; a line-port guest's message adds
+/// `"guest": str` (so accounts' messages stay byte-identical to the reference's).
 pub fn encode_payload(message: &NewMessage) -> String {
     // Written directly (it is on every append's path): one allocation, keys in the reference's
     // order, the content escaped by serde_json.
@@ -190,6 +199,10 @@ pub fn encode_payload(message: &NewMessage) -> String {
     out.extend_from_slice(itoa::Buffer::new().format(message.timestamp_ms).as_bytes());
     out.extend_from_slice(b",\"user_id\":");
     out.extend_from_slice(itoa::Buffer::new().format(message.user_id).as_bytes());
+    if let Some(guest) = &message.guest {
+        out.extend_from_slice(b",\"guest\":");
+        serde_json::to_writer(&mut out, guest).expect("writing to a Vec cannot fail");
+    }
     out.push(b'}');
     String::from_utf8(out).expect("JSON text is UTF-8")
 }
@@ -210,11 +223,20 @@ pub fn decode_payload(id: MessageId, payload: &[u8]) -> Result<StoredMessage, St
         .get("user_id")
         .and_then(|u| u.as_i64())
         .ok_or("payload has no user_id")?;
+    let guest = match v.get("guest") {
+        None => None,
+        Some(g) => Some(
+            g.as_str()
+                .ok_or("payload's guest is not a string")?
+                .to_string(),
+        ),
+    };
     Ok(StoredMessage {
         id,
         content: content.to_string(),
         user_id,
         timestamp_ms,
+        guest,
     })
 }
 
@@ -308,6 +330,7 @@ mod tests {
             content: "héllo \"x\"".into(),
             user_id: 7,
             timestamp_ms: 1_700_000_000_123,
+            guest: None,
         };
         let json = encode_payload(&m);
         assert_eq!(
@@ -324,6 +347,28 @@ mod tests {
         let reference = br#"{ "content": "hi", "timestamp": 5, "user_id": 3 }"#;
         assert_eq!(decode_payload(id, reference).unwrap().content, "hi");
         assert!(decode_payload(id, b"{\"content\":1}").is_err());
+        // A guest's message carries its name after the reference's keys.
+        let guest = NewMessage {
+            guest: Some("x".into()),
+            user_id: GUEST_USER_ID,
+            ..m
+        };
+        let json = encode_payload(&guest);
+        assert!(json.ends_with(r#","user_id":0,"guest":"x"}"#), "{json}");
+        assert_eq!(
+            decode_payload(id, json.as_bytes())
+                .unwrap()
+                .guest
+                .as_deref(),
+            Some("x")
+        );
+        assert!(
+            decode_payload(
+                id,
+                br#"{"content":"a","timestamp":1,"user_id":0,"guest":1}"#
+            )
+            .is_err()
+        );
         assert!(decode_payload(id, b"not json").is_err());
     }
 }

@@ -133,6 +133,7 @@ async fn run(args: &Args, embedded: Option<EmbeddedStore>) -> Result<Outcome> {
                             content: content.clone(),
                             user_id: task as i64,
                             timestamp_ms: now_ms(),
+                            guest: None,
                         })
                         .collect();
                     let sent = Instant::now();

@@ -53,9 +53,14 @@ CREATE TABLE IF NOT EXISTS messages (
     user_id INTEGER NOT NULL,
     content TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
+    guest TEXT,
     PRIMARY KEY (room, ms, seq)
 ) WITHOUT ROWID;
 ";
+
+/// Databases made before the line port's guests had no `guest` column: added at open.
+const MESSAGES_COLUMNS: &str = "SELECT name FROM pragma_table_info('messages')";
+const ADD_GUEST_COLUMN: &str = "ALTER TABLE messages ADD COLUMN guest TEXT";
 
 const USERS_TAKEN: &str =
     "SELECT username = ?1, email = ?2 FROM users WHERE username = ?1 OR email = ?2";
@@ -69,13 +74,13 @@ const PUT_SESSION: &str =
 const DELETE_SESSION: &str = "DELETE FROM sessions WHERE sid = ?1";
 const SWEEP_SESSIONS: &str = "DELETE FROM sessions WHERE sid IN \
     (SELECT sid FROM sessions WHERE expires_at_ms <= ?1 LIMIT ?2)";
-const INSERT_MESSAGE: &str = "INSERT INTO messages (room, ms, seq, user_id, content, timestamp) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-const NEWEST_MESSAGES: &str = "SELECT ms, seq, user_id, content, timestamp FROM messages \
+const INSERT_MESSAGE: &str = "INSERT INTO messages \
+    (room, ms, seq, user_id, content, timestamp, guest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const NEWEST_MESSAGES: &str = "SELECT ms, seq, user_id, content, timestamp, guest FROM messages \
     WHERE room = ?1 ORDER BY ms DESC, seq DESC LIMIT ?2";
-const MESSAGES_BEFORE: &str = "SELECT ms, seq, user_id, content, timestamp FROM messages \
+const MESSAGES_BEFORE: &str = "SELECT ms, seq, user_id, content, timestamp, guest FROM messages \
     WHERE room = ?1 AND (ms, seq) < (?2, ?3) ORDER BY ms DESC, seq DESC LIMIT ?4";
-const MESSAGES_AFTER: &str = "SELECT ms, seq, user_id, content, timestamp FROM messages \
+const MESSAGES_AFTER: &str = "SELECT ms, seq, user_id, content, timestamp, guest FROM messages \
     WHERE room = ?1 AND (ms, seq) > (?2, ?3) ORDER BY ms ASC, seq ASC LIMIT ?4";
 const FIRST_ROOM: &str = "SELECT room FROM messages ORDER BY room LIMIT 1";
 const NEXT_ROOM: &str = "SELECT room FROM messages WHERE room > ?1 ORDER BY room LIMIT 1";
@@ -125,6 +130,18 @@ impl Db {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_MAX);
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
             .map_err(|e| in_use(e, &path))?;
+        let has_guest = conn
+            .prepare(MESSAGES_COLUMNS)
+            .and_then(|mut s| {
+                let names = s.query_map([], |row| row.get::<_, String>(0))?;
+                names.collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(sql)?
+            .iter()
+            .any(|c| c == "guest");
+        if !has_guest {
+            conn.execute_batch(ADD_GUEST_COLUMN).map_err(sql)?;
+        }
         let last = newest_stored_id(&conn)?;
         Ok(Db { conn, last })
     }
@@ -355,6 +372,7 @@ impl Db {
                     message.user_id,
                     message.content,
                     timestamp,
+                    message.guest,
                 ])
                 .map_err(sql)?;
             self.last = id;
@@ -463,6 +481,7 @@ fn message_from_row(row: &Row<'_>) -> Result<StoredMessage, StoreError> {
         content: row.get(3).map_err(sql)?,
         timestamp_ms: u64::try_from(timestamp)
             .map_err(|_| corrupt(format!("negative message timestamp {timestamp}")))?,
+        guest: row.get(5).map_err(sql)?,
     })
 }
 
@@ -517,6 +536,7 @@ mod tests {
             content: content.into(),
             user_id: 1,
             timestamp_ms,
+            guest: None,
         }
     }
 
