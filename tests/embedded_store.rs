@@ -483,8 +483,8 @@ fn corrupt_rows_are_errors_not_panics() {
     let path = dir.path().join(DATABASE_FILE);
     let raw = rusqlite::Connection::open(&path).unwrap();
     raw.execute_batch(
-        "INSERT INTO messages VALUES ('bad', 1, 0, 1, x'ff00', 1);
-         INSERT INTO messages VALUES ('bad', 2, 0, 'one', 'text', -5);
+        "INSERT INTO messages VALUES ('bad', 1, 0, 1, x'ff00', 1, NULL);
+         INSERT INTO messages VALUES ('bad', 2, 0, 'one', 'text', -5, NULL);
          INSERT INTO users (username, email, password) VALUES ('u', 'e', 'p');
          UPDATE users SET username = x'ff' WHERE email = 'e';",
     )
@@ -517,7 +517,7 @@ fn corrupt_rows_are_errors_not_panics() {
 
     // A negative id cannot be the greatest id: opening refuses rather than guess.
     let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute("INSERT INTO messages VALUES ('neg', -1, 0, 1, 'x', 1)", [])
+    raw.execute("INSERT INTO messages VALUES ('neg', -1, 0, 1, 'x', 1, NULL)", [])
         .unwrap();
     drop(raw);
     let reopened = EmbeddedStore::open(dir.path());
@@ -758,4 +758,51 @@ fn kill9_loses_no_acknowledged_message() {
             acked.len()
         );
     }
+}
+
+/// A database made before guests existed (no `guest` column) is upgraded at open: its messages
+/// read as accounts' messages, and guests' messages can be stored and read back.
+#[test]
+fn a_database_without_the_guest_column_is_upgraded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DATABASE_FILE);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "CREATE TABLE messages (room TEXT NOT NULL, ms INTEGER NOT NULL, seq INTEGER NOT NULL,
+             user_id INTEGER NOT NULL, content TEXT NOT NULL, timestamp INTEGER NOT NULL,
+             PRIMARY KEY (room, ms, seq)) WITHOUT ROWID;
+         INSERT INTO messages VALUES ('a', 5, 0, 3, 'old', 5);",
+    )
+    .unwrap();
+    drop(raw);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    block_on(async {
+        let old = store.newest_messages("a", 10).await.unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (
+                old[0].content.as_str(),
+                old[0].user_id,
+                old[0].guest.as_deref()
+            ),
+            ("old", 3, None)
+        );
+        let guest = NewMessage {
+            guest: Some("bob".into()),
+            ..message("from a guest", 0, now_ms())
+        };
+        store.append_messages("a", vec![guest]).await.unwrap();
+        let page = store.newest_messages("a", 10).await.unwrap();
+        assert_eq!(
+            (page[0].user_id, page[0].guest.as_deref()),
+            (0, Some("bob"))
+        );
+    });
+    store.close().unwrap();
+    // Opening it again finds the column there and leaves it alone.
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    block_on(async {
+        assert_eq!(store.newest_messages("a", 10).await.unwrap().len(), 2);
+    });
+    store.close().unwrap();
 }

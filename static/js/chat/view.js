@@ -79,6 +79,9 @@ export function reconcile(container, cache, items) {
   for (const key of [...cache.keys()]) if (!wanted.has(key)) cache.delete(key);
 }
 
+/** The user id of every line-port guest; their names carry a leading `~`. */
+const GUEST_USER_ID = 0;
+
 function messageElement(m, { mine, groupStart }) {
   const row = el('div', `msg${mine ? ' mine' : ''}${groupStart ? ' group-start' : ''}`);
   row.dataset.id = m.id;
@@ -90,6 +93,8 @@ function messageElement(m, { mine, groupStart }) {
     const author = el('span', 'msg-author', mine ? 'You' : m.user.username);
     if (!mine) author.style.setProperty('--hue', String(hueOf(m.user.username)));
     head.append(author);
+    // A line-port guest (docs/line-chat.md): user id 0, which no account has.
+    if (m.user.id === GUEST_USER_ID) head.append(el('span', 'msg-guest', 'guest'));
     bubble.append(head);
   }
   bubble.append(el('p', 'msg-text', m.content));
@@ -161,6 +166,7 @@ export function messageItems(model, room, errors, handlers, now = Date.now()) {
       !prev ||
       day !== prevDay ||
       prev.user.id !== m.user.id ||
+      prev.user.username !== m.user.username ||
       m.timestamp - prev.timestamp > GROUP_GAP_MS;
     items.push({
       key: `m-${m.id}`,
