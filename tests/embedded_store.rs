@@ -517,8 +517,11 @@ fn corrupt_rows_are_errors_not_panics() {
 
     // A negative id cannot be the greatest id: opening refuses rather than guess.
     let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute("INSERT INTO messages VALUES ('neg', -1, 0, 1, 'x', 1, NULL)", [])
-        .unwrap();
+    raw.execute(
+        "INSERT INTO messages VALUES ('neg', -1, 0, 1, 'x', 1, NULL)",
+        [],
+    )
+    .unwrap();
     drop(raw);
     let reopened = EmbeddedStore::open(dir.path());
     assert!(

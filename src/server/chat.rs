@@ -606,14 +606,21 @@ impl Hub {
         if owner == self.core {
             return self.claim_local(key, holder);
         }
-        let query = Query::ClaimNick {
-            key: key.to_string(),
-            holder,
-        };
-        matches!(
-            self.ask(&[owner], |_| query_clone(&query)).await.first(),
-            Some(Answer::Claimed(true))
-        )
+        let answers = self
+            .ask(&[owner], |_| Query::ClaimNick {
+                key: key.to_string(),
+                holder,
+            })
+            .await;
+        match answers.first() {
+            Some(Answer::Claimed(claimed)) => *claimed,
+            _ => {
+                // No answer in time: the claim may still land later; give it back so the name
+                // is not held by nobody's connection.
+                self.release_nick(key, conn);
+                false
+            }
+        }
     }
 
     /// Gives up guest name `key` held by local connection `conn`.
@@ -708,16 +715,6 @@ impl Hub {
         self.me
             .upgrade()
             .expect("the hub lives as long as its core")
-    }
-}
-
-fn query_clone(query: &Query) -> Query {
-    match query {
-        Query::Who { room } => Query::Who { room: *room },
-        Query::ClaimNick { key, holder } => Query::ClaimNick {
-            key: key.clone(),
-            holder: *holder,
-        },
     }
 }
 

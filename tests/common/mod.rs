@@ -1,6 +1,10 @@
 //! Test harness: starts the real `ringchat` binary on an ephemeral port and speaks raw HTTP/1.1
 //! to it over sockets. No sleeps for readiness: every wait polls with a deadline.
+//!
+//! Each test crate uses part of it (`mod common;`), hence the crate-wide `dead_code` allowance.
 #![allow(dead_code)]
+
+pub mod chat_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +19,8 @@ pub const IO_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The line port (docs/line-chat.md), when started with `--line-port`.
+    pub line_addr: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
     pub static_dir: tempfile::TempDir,
     /// The embedded store's directory, private to this server.
@@ -99,20 +105,32 @@ impl Server {
             }
         });
         let deadline = Instant::now() + START_DEADLINE;
-        let addr = loop {
+        // `listening addr=127.0.0.1:P [line=127.0.0.1:Q] cores=…`: fields are whole words, so
+        // `addr=` is never read out of another field that ends in it.
+        let (addr, line_addr) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx
                 .recv_timeout(left)
                 .expect("ringchat did not report listening in time");
-            if line.contains("listening")
-                && let Some(rest) = line.split("addr=").nth(1)
-            {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if !line.contains("listening") {
+                continue;
+            }
+            let field = |name: &str| -> Option<SocketAddr> {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(name))
+                    .map(|v| {
+                        v.parse()
+                            .unwrap_or_else(|e| panic!("{name}{v} in {line:?}: {e}"))
+                    })
+            };
+            if let Some(addr) = field("addr=") {
+                break (addr, field("line="));
             }
         };
         Server {
             child,
             addr,
+            line_addr,
             log: rx,
             static_dir,
             data_dir,
