@@ -2,7 +2,10 @@
 //! few writes, on both backends), reconnection after kill -9, the reference data model byte for
 //! byte, timeouts with late replies and stalled connections, history paging, transactions,
 //! AUTH and SELECT from the URL (RESP3, and RESP2 on a server without HELLO), and the in-flight
-//! limit.
+//! limit. Then the blocking stream reader: entries read in order from several streams,
+//! resuming, the count limit, blocking until an append or the end of the block, reconnecting
+//! after its connection is killed, the block + timeout deadline, AUTH and SELECT on both
+//! protocols.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -10,6 +13,9 @@ use std::time::{Duration, Instant};
 use ringchat::proto::resp::Value;
 use ringchat::rt::{self, Backend};
 use ringchat::store::redis::{REDIS_COMMANDS_IN_FLIGHT_MAX, RedisConfig, RedisStore};
+use ringchat::store::redis_reader::{
+    REDIS_READ_ENTRIES_MAX, REDIS_READ_STREAMS_MAX, StreamRead, StreamReader,
+};
 use ringchat::store::{MessageId, NewMessage, SESSION_TTL_S, StoreError, StoredMessage};
 use ringchat_proto_tests::{Redis, join_all};
 
@@ -881,4 +887,507 @@ fn dropping_the_store_closes_its_connection_uring() {
 #[test]
 fn dropping_the_store_closes_its_connection_epoll() {
     drop_closes(Backend::Epoll);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The blocking stream reader (store::redis_reader)
+// ---------------------------------------------------------------------------------------------
+
+const ZERO: MessageId = MessageId { ms: 0, seq: 0 };
+
+/// Each stream's index and message ids, from one read.
+fn read_ids(reads: &[StreamRead]) -> Vec<(usize, Vec<MessageId>)> {
+    reads
+        .iter()
+        .map(|r| (r.index, r.messages.iter().map(|m| m.id).collect()))
+        .collect()
+}
+
+/// Waits until `INFO clients` says `<field>:<n>`. Polled: besides the wait, a blocking read
+/// on an io_uring thread can be interrupted by a completion, and `Redis::raw` reads once.
+async fn clients_become(redis: &Redis, field: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let want = format!("{field}:{n}\r\n");
+    while !String::from_utf8(redis.raw("INFO clients"))
+        .unwrap()
+        .contains(&want)
+    {
+        assert!(Instant::now() < deadline, "never {want:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Appended by the pipelined store, read back in order from two streams (a third has nothing),
+/// each with its index; resuming from a middle id reads only what follows; the count is per
+/// stream and bounded; a guest's name comes back.
+fn reader_reads_in_order(backend: Backend) {
+    let redis = Redis::start();
+    let cfg = config(&redis.url(), Duration::from_secs(2));
+    rt::run_local(backend, async move {
+        let store = RedisStore::connect(cfg.clone());
+        let mut reader = StreamReader::new(&cfg);
+        let a = store
+            .append_messages("room-a", &(0..10).map(message).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let b = store
+            .append_messages("room-b", &(10..13).map(message).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let streams = [("room-a", ZERO), ("empty-room", ZERO), ("room-b", ZERO)];
+        let reads = reader
+            .read(&streams, Duration::from_millis(100), 100)
+            .await
+            .unwrap();
+        assert_eq!(read_ids(&reads), [(0, a.clone()), (2, b.clone())]);
+        assert_eq!(reads[0].last_id, a[9]);
+        assert_eq!(reads[1].last_id, b[2]);
+        for (m, i) in reads[0].messages.iter().zip(0..) {
+            let sent = message(i);
+            assert_eq!(
+                (&m.content, m.user_id, m.timestamp_ms, &m.guest),
+                (&sent.content, sent.user_id, sent.timestamp_ms, &None)
+            );
+        }
+
+        // Resume: from a middle id, only the entries after it; `count` per stream.
+        let reads = reader
+            .read(&[("room-b", b[0]), ("room-a", a[4])], Duration::ZERO, 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_ids(&reads),
+            [(0, b[1..].to_vec()), (1, a[5..8].to_vec())]
+        );
+        // From the last ids: nothing new; without a block the answer comes at once.
+        let start = Instant::now();
+        let streams = [("room-a", a[9]), ("room-b", b[2])];
+        assert!(
+            reader
+                .read(&streams, Duration::ZERO, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(start.elapsed() < Duration::from_millis(100));
+
+        // A guest's message keeps its name.
+        let guest = NewMessage {
+            content: "hello from the line port".into(),
+            user_id: 0,
+            timestamp_ms: 1_700_000_000_999,
+            guest: Some("~visitor".into()),
+        };
+        let id = store
+            .append_messages("room-a", std::slice::from_ref(&guest))
+            .await
+            .unwrap()[0];
+        let reads = reader
+            .read(&[("room-a", a[9])], Duration::from_secs(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            reads[0].messages,
+            [StoredMessage {
+                id,
+                content: guest.content.clone(),
+                user_id: 0,
+                timestamp_ms: guest.timestamp_ms,
+                guest: Some("~visitor".into()),
+            }]
+        );
+
+        // The count is bounded for all streams together: 1024 entries, shared.
+        let many: Vec<NewMessage> = (0..1000).map(message).collect();
+        store.append_messages("big-1", &many).await.unwrap();
+        store.append_messages("big-2", &many).await.unwrap();
+        let reads = reader
+            .read(&[("big-1", ZERO), ("big-2", ZERO)], Duration::ZERO, 10_000)
+            .await
+            .unwrap();
+        let counts: Vec<usize> = reads.iter().map(|r| r.messages.len()).collect();
+        assert_eq!(counts, [REDIS_READ_ENTRIES_MAX / 2; 2]);
+        // Too many streams: refused without asking Redis.
+        let names: Vec<String> = (0..=REDIS_READ_STREAMS_MAX)
+            .map(|i| format!("s{i}"))
+            .collect();
+        let streams: Vec<(&str, MessageId)> = names.iter().map(|n| (n.as_str(), ZERO)).collect();
+        assert!(matches!(
+            reader.read(&streams, Duration::ZERO, 1).await,
+            Err(StoreError::Unavailable { .. })
+        ));
+        // A key that is not a stream: Corrupt, and the connection goes on.
+        redis.raw("SET not-a-stream x");
+        assert!(matches!(
+            reader
+                .read(&[("not-a-stream", ZERO)], Duration::ZERO, 1)
+                .await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(
+            read_ids(
+                &reader
+                    .read(&[("room-b", b[1])], Duration::ZERO, 1)
+                    .await
+                    .unwrap()
+            ),
+            [(0, vec![b[2]])]
+        );
+        assert_eq!(reader.handshakes_for_test(), 1);
+    })
+    .unwrap();
+}
+
+#[test]
+fn reader_reads_appended_entries_in_order_uring() {
+    reader_reads_in_order(Backend::Uring);
+}
+
+#[test]
+fn reader_reads_appended_entries_in_order_epoll() {
+    reader_reads_in_order(Backend::Epoll);
+}
+
+/// A blocked read wakes up when another connection appends, and returns nothing once the block
+/// runs out.
+fn reader_blocks(backend: Backend) {
+    let redis = Redis::start();
+    let cfg = config(&redis.url(), Duration::from_secs(2));
+    let redis = Rc::new(redis);
+    rt::run_local(backend, async move {
+        let store = RedisStore::connect(cfg.clone());
+        let mut reader = StreamReader::new(&cfg);
+        let first = store.append_messages("live", &[message(0)]).await.unwrap()[0];
+
+        // Nothing new: empty after about the block.
+        let block = Duration::from_millis(300);
+        let start = Instant::now();
+        let reads = reader.read(&[("live", first)], block, 10).await.unwrap();
+        let took = start.elapsed();
+        assert!(reads.is_empty(), "{reads:?}");
+        assert!(
+            took >= block - Duration::from_millis(20) && took < block + Duration::from_secs(1),
+            "{took:?}"
+        );
+
+        // Another connection appends while the read is blocked.
+        let appender = {
+            let store = store.clone();
+            let redis = redis.clone();
+            tokio::task::spawn_local(async move {
+                clients_become(&redis, "blocked_clients", 1).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let sent = Instant::now();
+                let ids = store
+                    .append_messages("live", &[message(1), message(2)])
+                    .await
+                    .unwrap();
+                (ids, sent)
+            })
+        };
+        let start = Instant::now();
+        let reads = reader
+            .read(&[("live", first)], Duration::from_secs(10), 10)
+            .await
+            .unwrap();
+        let woke = Instant::now();
+        let (ids, sent) = appender.await.unwrap();
+        assert_eq!(read_ids(&reads), [(0, ids)]);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(
+            woke.duration_since(sent) < Duration::from_millis(500),
+            "woke {:?} after the append",
+            woke.duration_since(sent)
+        );
+        assert_eq!(reader.handshakes_for_test(), 1);
+    })
+    .unwrap();
+}
+
+#[test]
+fn reader_blocks_until_an_append_or_the_end_of_the_block_uring() {
+    reader_blocks(Backend::Uring);
+}
+
+#[test]
+fn reader_blocks_until_an_append_or_the_end_of_the_block_epoll() {
+    reader_blocks(Backend::Epoll);
+}
+
+/// The server closes the reader's connection while it is blocked: that call fails, the next
+/// one reconnects and reads.
+fn reader_survives_a_kill(backend: Backend) {
+    let redis = Redis::start();
+    let cfg = config(&redis.url(), Duration::from_secs(2));
+    let redis = std::sync::Arc::new(redis);
+    rt::run_local(backend, async move {
+        let store = RedisStore::connect(cfg.clone());
+        let mut reader = StreamReader::new(&cfg);
+        let first = store
+            .append_messages("killed", &[message(0)])
+            .await
+            .unwrap()[0];
+        assert!(
+            reader
+                .read(&[("killed", first)], Duration::ZERO, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // From another thread: a completion on the io_uring thread interrupts a blocking
+        // read there (EINTR), and `Redis::raw` reads once.
+        let killer = {
+            let redis = redis.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let id = loop {
+                    let list = String::from_utf8(redis.raw("CLIENT LIST")).unwrap();
+                    let blocked = list
+                        .lines()
+                        .find(|line| line.contains("cmd=xread") && line.contains(" flags=b "));
+                    if let Some(line) = blocked {
+                        let id = line.split_whitespace().find_map(|f| f.strip_prefix("id="));
+                        break id.expect("an id field").to_string();
+                    }
+                    assert!(Instant::now() < deadline, "no blocked XREAD in {list}");
+                    std::thread::sleep(Duration::from_millis(10));
+                };
+                assert_eq!(redis.raw(&format!("CLIENT KILL ID {id}")), b":1\r\n");
+            })
+        };
+        let start = Instant::now();
+        let outcome = reader
+            .read(&[("killed", first)], Duration::from_secs(10), 10)
+            .await;
+        killer.join().unwrap();
+        match outcome {
+            Err(StoreError::Unavailable { side, detail }) => {
+                assert_eq!(side, ringchat::store::Side::Redis);
+                assert!(detail.contains("closed"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(!reader.is_connected());
+
+        let id = store
+            .append_messages("killed", &[message(1)])
+            .await
+            .unwrap()[0];
+        let reads = reader
+            .read(&[("killed", first)], Duration::from_secs(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(read_ids(&reads), [(0, vec![id])]);
+        assert!(reader.is_connected());
+        assert_eq!(reader.handshakes_for_test(), 2);
+        // The killed connection was not leaked: the store's, the reader's, and the one asking.
+        clients_become(&redis, "connected_clients", 3).await;
+    })
+    .unwrap();
+}
+
+#[test]
+fn reader_reconnects_after_its_connection_is_killed_uring() {
+    reader_survives_a_kill(Backend::Uring);
+}
+
+#[test]
+fn reader_reconnects_after_its_connection_is_killed_epoll() {
+    reader_survives_a_kill(Backend::Epoll);
+}
+
+/// A reply that does not come within block + timeout (the server is paused) fails the call
+/// with a timeout, enforced by the runtime's deadline; the next call opens a new connection.
+/// A silent server times out in the handshake.
+#[test]
+fn reader_times_out_after_block_and_timeout() {
+    let redis = Redis::start();
+    let timeout = Duration::from_millis(300);
+    let cfg = config(&redis.url(), timeout);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = config(
+        &format!("redis://{}", listener.local_addr().unwrap()),
+        timeout,
+    );
+    rt::run_local(Backend::Uring, async move {
+        let mut reader = StreamReader::new(&cfg);
+        assert!(
+            reader
+                .read(&[("paused", ZERO)], Duration::ZERO, 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(redis.raw("CLIENT PAUSE 5000 ALL"), b"+OK\r\n");
+        let block = Duration::from_millis(200);
+        let start = Instant::now();
+        let outcome = reader.read(&[("paused", ZERO)], block, 1).await;
+        let took = start.elapsed();
+        assert_eq!(
+            outcome,
+            Err(StoreError::Timeout {
+                side: ringchat::store::Side::Redis
+            })
+        );
+        assert!(
+            took >= block + timeout - Duration::from_millis(20)
+                && took < block + timeout + Duration::from_millis(500),
+            "{took:?}"
+        );
+        assert_eq!(redis.raw("CLIENT UNPAUSE"), b"+OK\r\n");
+        let id = redis.raw_args(&[
+            b"XADD",
+            b"paused",
+            b"*",
+            b"payload",
+            br#"{"content":"x","timestamp":1,"user_id":1}"#,
+        ]);
+        assert!(id.starts_with(b"$"), "{}", String::from_utf8_lossy(&id));
+        let reads = reader
+            .read(&[("paused", ZERO)], Duration::ZERO, 1)
+            .await
+            .unwrap();
+        assert_eq!(reads[0].messages[0].content, "x");
+        assert_eq!(reader.handshakes_for_test(), 2);
+
+        // Nothing ever answers the handshake: a timeout after the configured timeout.
+        let mut reader = StreamReader::new(&silent);
+        let start = Instant::now();
+        let outcome = reader
+            .read(&[("x", ZERO)], Duration::from_secs(10), 1)
+            .await;
+        assert_eq!(
+            outcome,
+            Err(StoreError::Timeout {
+                side: ringchat::store::Side::Redis
+            })
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= timeout - Duration::from_millis(20) && took < timeout * 3,
+            "{took:?}"
+        );
+    })
+    .unwrap();
+    drop(listener);
+}
+
+/// The reader logs in and selects its database like the pipelined connection, on RESP3 and on
+/// a server without HELLO (RESP2, whose XREAD reply is an array, not a map).
+#[test]
+fn reader_uses_auth_select_and_both_protocols() {
+    for resp2 in [false, true] {
+        let extra: &[&str] = if resp2 {
+            &["--rename-command", "HELLO", ""]
+        } else {
+            &[]
+        };
+        let redis = Redis::start_with(extra);
+        redis.raw("ACL SETUSER carol on >s3cr%t ~* &* +@all");
+        let url = format!("redis://carol:s3cr%25t@127.0.0.1:{}/4", redis.port);
+        let cfg = config(&url, Duration::from_secs(2));
+        rt::run_local(Backend::Epoll, async move {
+            let store = RedisStore::connect(cfg.clone());
+            let mut reader = StreamReader::new(&cfg);
+            let ids = store
+                .append_messages("db4-room", &[message(1), message(2)])
+                .await
+                .unwrap();
+            // Not in database 0.
+            assert_eq!(redis.raw("EXISTS db4-room"), b":0\r\n");
+            let reads = reader
+                .read(
+                    &[("db4-room", ZERO), ("other", ZERO)],
+                    Duration::from_millis(100),
+                    10,
+                )
+                .await
+                .unwrap();
+            assert_eq!(read_ids(&reads), [(0, ids.clone())], "resp2: {resp2}");
+            let list = String::from_utf8(redis.raw("CLIENT LIST")).unwrap();
+            let reader_line = list
+                .lines()
+                .find(|line| line.contains("cmd=xread"))
+                .unwrap_or_else(|| panic!("{list}"));
+            let resp = if resp2 { "resp=2" } else { "resp=3" };
+            assert!(
+                reader_line.contains("user=carol")
+                    && reader_line.contains(" db=4 ")
+                    && reader_line.contains(resp),
+                "{reader_line}"
+            );
+            // A wrong password: the handshake's refusal, at once.
+            let wrong = config(
+                &format!("redis://carol:nope@127.0.0.1:{}/4", redis.port),
+                Duration::from_secs(2),
+            );
+            let start = Instant::now();
+            match StreamReader::new(&wrong)
+                .read(&[("db4-room", ZERO)], Duration::from_secs(5), 1)
+                .await
+            {
+                Err(StoreError::Unavailable { detail, .. }) => {
+                    assert!(detail.contains("WRONGPASS"), "{detail}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(start.elapsed() < Duration::from_millis(500));
+        })
+        .unwrap();
+    }
+}
+
+/// A read future dropped while its XREAD blocks (which callers should not do) leaves a socket
+/// read in flight: the next call closes that connection through the runtime and opens another,
+/// and dropping a reader in that state closes its connection too. Nothing is leaked.
+fn reader_cleans_up_a_dropped_read(backend: Backend) {
+    let redis = Redis::start();
+    let cfg = config(&redis.url(), Duration::from_secs(2));
+    rt::run_local(backend, async move {
+        let mut reader = StreamReader::new(&cfg);
+        let streams = [("dropped", ZERO)];
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(200),
+            reader.read(&streams, Duration::from_secs(10), 1),
+        )
+        .await;
+        assert!(abandoned.is_err(), "{abandoned:?}");
+        // The reader's blocked connection and the one asking.
+        clients_become(&redis, "connected_clients", 2).await;
+        let start = Instant::now();
+        let reads = reader.read(&streams, Duration::ZERO, 1).await.unwrap();
+        assert!(reads.is_empty());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(reader.handshakes_for_test(), 2);
+        clients_become(&redis, "connected_clients", 2).await;
+
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(200),
+            reader.read(&streams, Duration::from_secs(10), 1),
+        )
+        .await;
+        assert!(abandoned.is_err(), "{abandoned:?}");
+        drop(reader);
+        clients_become(&redis, "connected_clients", 1).await;
+    })
+    .unwrap();
+}
+
+#[test]
+fn reader_cleans_up_a_dropped_read_uring() {
+    reader_cleans_up_a_dropped_read(Backend::Uring);
+}
+
+#[test]
+fn reader_cleans_up_a_dropped_read_epoll() {
+    reader_cleans_up_a_dropped_read(Backend::Epoll);
 }

@@ -40,14 +40,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::chat::events::{EventError, encode_server_messages};
+use crate::chat::events::{EventError, ShownMessage, encode_server_messages};
 use crate::chat::outbox::OUTBOX_BYTES_MAX_DEFAULT;
 use crate::chat::rooms::Rooms;
 use crate::chat::sequencer::{Origin, Post, Sequencer};
 use crate::chat::subscribers::{ConnId, Frame, Subscribers};
 use crate::proto::ws::encode_text_frame;
 use crate::rt::{self, MeshEndpoint};
-use crate::store::{MessageId, Store, User};
+use crate::store::redis::RedisConfig;
+use crate::store::redis_reader::StreamReader;
+use crate::store::{GUEST_USER_ID, MessageId, Store, StoreError, StoredMessage, User, UserId};
 
 /// A stored batch as each kind of connection takes it.
 #[derive(Debug, Clone)]
@@ -135,6 +137,16 @@ struct Entry {
     user: User,
 }
 
+/// How long one `XREAD BLOCK` of the bus waits before asking again.
+pub const BUS_BLOCK_MS: u64 = 5_000;
+/// Entries one bus read takes per room at most.
+pub const BUS_READ_ENTRIES_MAX: usize = 512;
+/// The first pause after the bus failed (doubling up to [`BUS_RETRY_MAX_MS`]).
+pub const BUS_RETRY_MIN_MS: u64 = 50;
+pub const BUS_RETRY_MAX_MS: u64 = 2_000;
+/// Authors kept by a core for the bus's messages.
+pub const AUTHORS_CACHED_MAX: usize = 100_000;
+
 /// How long a question to other cores waits for their answers.
 pub const ASK_TIMEOUT_MS: u64 = 1000;
 
@@ -175,6 +187,9 @@ pub struct Hub {
     hellos: tokio::sync::Semaphore,
     /// The hub itself, for tasks spawned from `&self`.
     me: std::rc::Weak<Hub>,
+    /// Authors of messages read from the bus, by id (names never change); at most
+    /// [`AUTHORS_CACHED_MAX`], emptied when full.
+    authors: RefCell<HashMap<UserId, User>>,
 }
 
 /// Connections of one core authenticating and building their `hello` at the same time.
@@ -200,6 +215,7 @@ impl Hub {
         let (core, cores) = (mesh.core(), mesh.cores());
         let hub = Rc::new_cyclic(|me| Hub {
             me: me.clone(),
+            authors: RefCell::new(HashMap::new()),
             subscribers: RefCell::new(Subscribers::new(rooms.len(), OUTBOX_BYTES_MAX_DEFAULT)),
             sequencer: RefCell::new(Sequencer::new(rooms.len(), core, cores)),
             rooms,
@@ -219,6 +235,9 @@ impl Hub {
         });
         rt::spawn(hub.clone().pump());
         rt::spawn(hub.clone().drive_sequencer());
+        if let Some(config) = hub.store.bus().cloned() {
+            rt::spawn(hub.clone().read_bus(config));
+        }
         hub
     }
 
@@ -494,20 +513,16 @@ impl Hub {
             }
         };
         match outcome {
+            Ok(stored) if self.store.bus().is_some() => {
+                // Delivered when the room's bus reader reads it back, in the stream's order
+                // with every other instance's messages; its authors are remembered for that.
+                for post in &stored.posts {
+                    self.remember(&post.user);
+                }
+            }
             Ok(stored) => {
                 let last_id = stored.last_id();
-                let shown = stored.shown();
-                let json = encode_server_messages(&room_id, &shown);
-                let text = String::from_utf8(json).expect("JSON is UTF-8");
-                let frames = Frames {
-                    ws: Bytes::from(encode_text_frame(&text)),
-                    lines: if self.lines {
-                        Bytes::from(crate::chat::line::messages(&room_id, &shown))
-                    } else {
-                        Bytes::new()
-                    },
-                };
-                drop(shown);
+                let frames = self.encode(&room_id, &stored.shown());
                 self.broadcast(room, last_id, frames).await;
             }
             Err(origins) => {
@@ -574,6 +589,166 @@ impl Hub {
             .chain(subscribers.pending(room))
             .filter_map(|c| conns.get(c).map(|e| e.user.username.clone()))
             .collect()
+    }
+
+    /// Remembers a user's name for the bus's messages.
+    fn remember(&self, user: &User) {
+        if user.id == GUEST_USER_ID {
+            return;
+        }
+        let mut authors = self.authors.borrow_mut();
+        if authors.len() >= AUTHORS_CACHED_MAX && !authors.contains_key(&user.id) {
+            authors.clear();
+        }
+        authors.insert(user.id, user.clone());
+    }
+
+    /// The author of each entry: guests by their stored name, accounts from the cache or, for
+    /// those not in it, one store query.
+    async fn authors_of(&self, entries: &[StoredMessage]) -> Result<Vec<User>, StoreError> {
+        let mut missing: Vec<UserId> = {
+            let authors = self.authors.borrow();
+            entries
+                .iter()
+                .filter(|m| m.guest.is_none() && m.user_id != GUEST_USER_ID)
+                .map(|m| m.user_id)
+                .filter(|id| !authors.contains_key(id))
+                .collect()
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let found = self.store.users_by_ids(&missing).await?;
+            for user in &found {
+                self.remember(user);
+            }
+            for id in missing {
+                if !found.iter().any(|u| u.id == id) {
+                    // A deleted account shows as "", as in history.
+                    self.remember(&User {
+                        id,
+                        username: String::new(),
+                    });
+                }
+            }
+        }
+        let authors = self.authors.borrow();
+        Ok(entries
+            .iter()
+            .map(|m| match &m.guest {
+                Some(name) => crate::chat::line::guest_user(name),
+                None => authors.get(&m.user_id).cloned().unwrap_or(User {
+                    id: m.user_id,
+                    username: String::new(),
+                }),
+            })
+            .collect())
+    }
+
+    /// Delivers, in stream order, every message of the rooms this core owns, whichever
+    /// instance stored it: one dedicated connection reading the room streams with
+    /// `XREAD BLOCK`, each from the last id it delivered, so a reconnect resumes exactly where
+    /// it stopped (nothing lost, nothing twice). It starts after each room's newest message at
+    /// start-up (older ones are history, which `hello` shows). Each message is its own frame:
+    /// a frame's messages must all be on one side of any `hello`'s newest id (see
+    /// `Subscribers`), and messages read together may come from different instances' batches.
+    async fn read_bus(self: Rc<Self>, config: RedisConfig) {
+        let owned: Vec<usize> = (0..self.rooms.len())
+            .filter(|&r| Rooms::owner(r, self.cores) == self.core)
+            .collect();
+        if owned.is_empty() {
+            return;
+        }
+        let mut backoff = BUS_RETRY_MIN_MS;
+        fn failed(backoff: &mut u64, what: &str, e: &StoreError) -> Duration {
+            tracing::warn!("bus: {what}: {e}; retrying in {backoff} ms");
+            let pause = Duration::from_millis(*backoff);
+            *backoff = (*backoff * 2).min(BUS_RETRY_MAX_MS);
+            pause
+        }
+        let mut last = Vec::with_capacity(owned.len());
+        for &room in &owned {
+            loop {
+                let id = &self.rooms.all()[room].id;
+                match self.store.newest_messages(id, 1).await {
+                    Ok(page) => {
+                        last.push(page.first().map_or(MessageId { ms: 0, seq: 0 }, |m| m.id));
+                        break;
+                    }
+                    Err(e) => {
+                        tokio::time::sleep(failed(&mut backoff, "reading where to start", &e)).await
+                    }
+                }
+            }
+        }
+        let mut reader = StreamReader::new(&config);
+        loop {
+            let streams: Vec<(&str, MessageId)> = owned
+                .iter()
+                .zip(&last)
+                .map(|(&room, &id)| (self.rooms.all()[room].id.as_str(), id))
+                .collect();
+            let read = reader
+                .read(
+                    &streams,
+                    Duration::from_millis(BUS_BLOCK_MS),
+                    BUS_READ_ENTRIES_MAX,
+                )
+                .await;
+            let batches = match read {
+                Ok(batches) => batches,
+                Err(e) => {
+                    // The reader itself waits out its backoff before reconnecting.
+                    tracing::warn!("bus: reading the room streams: {e}");
+                    continue;
+                }
+            };
+            drop(streams);
+            for read in batches {
+                let (i, entries) = (read.index, read.messages);
+                let room = owned[i];
+                let authors = match self.authors_of(&entries).await {
+                    Ok(authors) => authors,
+                    Err(e) => {
+                        // Not delivered yet: read again from the same id after the pause.
+                        tokio::time::sleep(failed(&mut backoff, "looking up authors", &e)).await;
+                        break;
+                    }
+                };
+                backoff = BUS_RETRY_MIN_MS;
+                let room_id = &self.rooms.all()[room].id;
+                for (m, user) in entries.iter().zip(&authors) {
+                    if m.id <= last[i] {
+                        continue;
+                    }
+                    let shown = [ShownMessage {
+                        id: m.id,
+                        content: &m.content,
+                        user,
+                        timestamp_ms: m.timestamp_ms,
+                    }];
+                    let frames = self.encode(room_id, &shown);
+                    last[i] = m.id;
+                    self.broadcast(room, m.id, frames).await;
+                }
+                // Entries that were not messages (skipped by the reader) are passed too.
+                last[i] = last[i].max(read.last_id);
+            }
+        }
+    }
+
+    /// A batch's frames for every kind of connection.
+    fn encode(&self, room_id: &str, shown: &[ShownMessage<'_>]) -> Frames {
+        let json = encode_server_messages(room_id, shown);
+        let text = String::from_utf8(json).expect("JSON is UTF-8");
+        Frames {
+            ws: Bytes::from(encode_text_frame(&text)),
+            lines: if self.lines {
+                Bytes::from(crate::chat::line::messages(room_id, shown))
+            } else {
+                Bytes::new()
+            },
+        }
     }
 
     /// Who is connected to `room` now on every core: each name once, sorted.

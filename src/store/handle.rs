@@ -122,7 +122,11 @@ impl StoreSetup {
             (None, Some(embedded)) => Streams::Embedded(embedded.clone()),
             (None, None) => unreachable!("open() keeps an embedded store when Redis is absent"),
         };
-        Store { users, streams }
+        Store {
+            users,
+            streams,
+            bus: self.redis.clone(),
+        }
     }
 
     /// Lets the embedded store finish queued work and checkpoint; call after the cores stopped.
@@ -151,9 +155,17 @@ enum Streams {
 pub struct Store {
     users: Users,
     streams: Streams,
+    /// With Redis, the room streams are the bus between instances (see `bus`).
+    bus: Option<RedisConfig>,
 }
 
 impl Store {
+    /// The Redis whose room streams carry every instance's messages to every instance, when
+    /// messages live in Redis (`--redis`); `None` with the embedded store (one instance).
+    pub fn bus(&self) -> Option<&RedisConfig> {
+        self.bus.as_ref()
+    }
+
     /// Creates a user unless the username or the email is taken (the username is reported when
     /// both are), decided by the data.
     pub async fn create_user(&self, new: NewUser) -> Result<CreateUser, StoreError> {

@@ -12,6 +12,7 @@ pub mod embedded;
 mod handle;
 pub mod mysql;
 pub mod redis;
+pub mod redis_reader;
 
 pub use handle::{
     SESSION_ID_BYTES, SESSION_ID_DRAWS_MAX, Store, StoreOptions, StoreSetup, draw_session_id,

@@ -221,7 +221,7 @@ impl RedisConfig {
             .ok_or_else(|| format!("cannot resolve {}", self.host))
     }
 
-    fn options(&self) -> Options {
+    pub(super) fn options(&self) -> Options {
         Options {
             credentials: self.password.as_ref().map(|password| Credentials {
                 user: self.user.as_ref().map(|u| u.as_bytes().to_vec()),
@@ -237,14 +237,14 @@ impl RedisConfig {
     }
 }
 
-fn unavailable(detail: impl Into<String>) -> StoreError {
+pub(super) fn unavailable(detail: impl Into<String>) -> StoreError {
     StoreError::Unavailable {
         side: Side::Redis,
         detail: detail.into(),
     }
 }
 
-fn corrupt(detail: impl Into<String>) -> StoreError {
+pub(super) fn corrupt(detail: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         side: Side::Redis,
         detail: detail.into(),
@@ -331,7 +331,7 @@ impl Drop for Handle {
 }
 
 /// Why a call failed before it could be turned into a [`StoreError`].
-enum CallError {
+pub(super) enum CallError {
     Store(StoreError),
     /// Redis answered with this error reply.
     Reply(Vec<u8>),
@@ -350,7 +350,7 @@ impl CallError {
 
     /// For the typed calls, a `WRONGTYPE` reply means the key holds something ringchat did not
     /// write there.
-    fn into_store_error(self) -> StoreError {
+    pub(super) fn into_store_error(self) -> StoreError {
         match self {
             CallError::Reply(text) if text.starts_with(b"WRONGTYPE") => corrupt(format!(
                 "the key holds another type: {}",
@@ -695,10 +695,54 @@ fn command_bytes(args: &[&[u8]]) -> Vec<u8> {
 // The driver: one task per core owns the socket
 // ---------------------------------------------------------------------------------------------
 
+/// The wait between connection attempts: exponential from [`REDIS_BACKOFF_MS_MIN`] to
+/// [`REDIS_BACKOFF_MS_MAX`], with jitter, started over once a connection worked. Shared by the
+/// pipelined connection and [`super::redis_reader::StreamReader`].
+pub(super) struct Backoff {
+    next_ms: u64,
+}
+
+impl Backoff {
+    pub(super) fn new() -> Backoff {
+        Backoff {
+            next_ms: REDIS_BACKOFF_MS_MIN,
+        }
+    }
+
+    /// A connection worked: the server is back, start the backoff over.
+    pub(super) fn reset(&mut self) {
+        self.next_ms = REDIS_BACKOFF_MS_MIN;
+    }
+
+    /// How long to wait before the next attempt; the one after waits twice as long.
+    pub(super) fn next_delay(&mut self) -> Duration {
+        let backoff_ms = self.next_ms;
+        self.next_ms = (backoff_ms * 2).min(REDIS_BACKOFF_MS_MAX);
+        // Uniform in [backoff/2, backoff], so the cores of a restarted server do not all
+        // reconnect in the same millisecond.
+        let jitter = getrandom::u64().unwrap_or(0) % (backoff_ms / 2 + 1);
+        Duration::from_millis(backoff_ms / 2 + jitter)
+    }
+}
+
+/// Resolves the server's address and opens a TCP connection within the configured timeout;
+/// the error says why not. Safe to drop while pending (see [`rt::connect`]).
+pub(super) async fn open_socket(config: &RedisConfig) -> Result<Conn, String> {
+    let addr = config.address()?;
+    match tokio::time::timeout(config.timeout, rt::connect(addr)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+        Err(_) => Err(format!(
+            "connect {addr}: no answer within {:?}",
+            config.timeout
+        )),
+    }
+}
+
 /// Opens connections one after another until every handle is dropped, with backoff between
 /// failed ones.
 async fn drive(shared: Rc<Shared>) {
-    let mut backoff_ms = REDIS_BACKOFF_MS_MIN;
+    let mut backoff = Backoff::new();
     while !shared.closed.get() {
         let handshakes = shared.handshakes.get();
         let reason = serve_connection(&shared).await;
@@ -707,13 +751,9 @@ async fn drive(shared: Rc<Shared>) {
             break;
         }
         if shared.handshakes.get() > handshakes {
-            // The connection worked: the server is back, start the backoff over.
-            backoff_ms = REDIS_BACKOFF_MS_MIN;
+            backoff.reset();
         }
-        // Uniform in [backoff/2, backoff], so the cores of a restarted server do not all
-        // reconnect in the same millisecond.
-        let jitter = getrandom::u64().unwrap_or(0) % (backoff_ms / 2 + 1);
-        let delay = Duration::from_millis(backoff_ms / 2 + jitter);
+        let delay = backoff.next_delay();
         tracing::warn!(
             "Redis connection failed: {reason}; retrying in {} ms",
             delay.as_millis()
@@ -725,7 +765,6 @@ async fn drive(shared: Rc<Shared>) {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.closed_wake.notified() => break,
         }
-        backoff_ms = (backoff_ms * 2).min(REDIS_BACKOFF_MS_MAX);
         if shared.closed.get() {
             break;
         }
@@ -743,16 +782,10 @@ async fn drive(shared: Rc<Shared>) {
 /// dropped; returns why the connection ended. Waiters are failed before the socket is closed.
 async fn serve_connection(shared: &Shared) -> String {
     let config = &shared.config;
-    let addr = match config.address() {
-        Ok(addr) => addr,
-        Err(reason) => return reason,
-    };
-    let connecting = tokio::time::timeout(config.timeout, rt::connect(addr));
     let conn = tokio::select! {
-        connected = connecting => match connected {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return format!("connect {addr}: {e}"),
-            Err(_) => return format!("connect {addr}: no answer within {:?}", config.timeout),
+        connected = open_socket(config) => match connected {
+            Ok(conn) => conn,
+            Err(reason) => return reason,
         },
         _ = shared.closed_wake.notified() => return "the Redis store was closed".into(),
     };
@@ -899,7 +932,14 @@ async fn write_loop(
             return format!("write: {e}");
         }
         shared.writes.set(shared.writes.get() + 1);
-        if !armed.get() {
+        // Armed only while something still waits for a reply: the replies to this write may
+        // already have been read (the reader disarmed), and a deadline armed now would then
+        // fire on an idle connection and drop it.
+        let waiting = match &*shared.link.borrow() {
+            Link::Open(engine) => engine.phase() != Phase::Ready || engine.commands_pending() > 0,
+            _ => false,
+        };
+        if waiting && !armed.get() {
             conn.set_timeout(stall);
             armed.set(true);
         }
@@ -977,8 +1017,18 @@ fn decode_id(value: &Value) -> Result<MessageId, StoreError> {
 /// id to fields, which some servers send in RESP3. Null (`COUNT 0` on some versions) is no
 /// entries. Entries without a readable payload are skipped and logged (see the module docs).
 fn decode_entries(reply: Value) -> Result<Vec<StoredMessage>, StoreError> {
+    decode_entry_list(reply, "XRANGE").map(|(messages, _last)| messages)
+}
+
+/// The entries of one stream in a reply of `command` (`XRANGE`, `XREVRANGE`, one stream's part
+/// of `XREAD`), as [`decode_entries`] reads them, and the id of the last entry in reply order,
+/// skipped ones included: a reader resuming after it must not read a foreign entry again.
+pub(super) fn decode_entry_list(
+    reply: Value,
+    command: &str,
+) -> Result<(Vec<StoredMessage>, Option<MessageId>), StoreError> {
     let pairs: Vec<(Value, Value)> = match reply {
-        Value::Null => return Ok(Vec::new()),
+        Value::Null => return Ok((Vec::new(), None)),
         Value::Map(pairs) => pairs,
         Value::Array(items) => items
             .into_iter()
@@ -994,12 +1044,14 @@ fn decode_entries(reply: Value) -> Result<Vec<StoredMessage>, StoreError> {
                 ))),
             })
             .collect::<Result<_, _>>()?,
-        other => return Err(corrupt(format!("unexpected reply to XRANGE: {other:?}"))),
+        other => return Err(corrupt(format!("unexpected reply to {command}: {other:?}"))),
     };
     let mut messages = Vec::with_capacity(pairs.len());
     let mut skipped: Option<(usize, MessageId, String)> = None;
+    let mut last = None;
     for (id, fields) in pairs {
         let id = decode_id(&id)?;
+        last = Some(id);
         match payload_of(&fields).and_then(|payload| decode_payload(id, payload)) {
             Ok(message) => messages.push(message),
             Err(why) => {
@@ -1013,7 +1065,7 @@ fn decode_entries(reply: Value) -> Result<Vec<StoredMessage>, StoreError> {
             "skipped {count} stream entries not written by ringchat (first {first}: {why})"
         );
     }
-    Ok(messages)
+    Ok((messages, last))
 }
 
 /// The value of an entry's `payload` field.

@@ -117,6 +117,40 @@ pub fn encode_xrange_after(stream: &[u8], id: &[u8], count: usize, out: &mut Vec
     );
 }
 
+/// `XREAD COUNT <count> [BLOCK <block_ms>] STREAMS <key> ... <id> ...`: up to `count` entries
+/// of each stream newer than its id, oldest first; with `BLOCK`, the server waits up to
+/// `block_ms` for one to arrive (0 would be forever) and answers null if none did. `streams`
+/// pairs each key with its id (`<ms>-<seq>`).
+pub fn encode_xread(
+    streams: &[(&[u8], &[u8])],
+    count: usize,
+    block_ms: Option<u64>,
+    out: &mut Vec<u8>,
+) {
+    let block_args = if block_ms.is_some() { 2 } else { 0 };
+    out.reserve(
+        64 + streams
+            .iter()
+            .map(|(k, i)| k.len() + i.len() + 46)
+            .sum::<usize>(),
+    );
+    encode_header(b'*', 4 + block_args + 2 * streams.len(), out);
+    encode_bulk(&[b"XREAD"], out);
+    encode_bulk(&[b"COUNT"], out);
+    encode_bulk(&[itoa::Buffer::new().format(count).as_bytes()], out);
+    if let Some(block_ms) = block_ms {
+        encode_bulk(&[b"BLOCK"], out);
+        encode_bulk(&[itoa::Buffer::new().format(block_ms).as_bytes()], out);
+    }
+    encode_bulk(&[b"STREAMS"], out);
+    for (key, _) in streams {
+        encode_bulk(&[key], out);
+    }
+    for (_, id) in streams {
+        encode_bulk(&[id], out);
+    }
+}
+
 /// `SET <key> <value> NX EX <seconds>`: create a key with a time to live unless it exists
 /// (reply `OK`, or null when it exists).
 pub fn encode_set_nx_ex(key: &[u8], value: &[u8], seconds: u64, out: &mut Vec<u8>) {

@@ -48,7 +48,7 @@ pub use connection::{Credentials, HandshakeStep, Options, Phase, Protocol, RespC
 pub use decode::decode_value;
 pub use encode::{
     encode_auth, encode_command, encode_del, encode_get, encode_hello, encode_ping, encode_select,
-    encode_set_nx_ex, encode_xadd, encode_xrange_after, encode_xrevrange_before,
+    encode_set_nx_ex, encode_xadd, encode_xrange_after, encode_xread, encode_xrevrange_before,
     encode_xrevrange_newest,
 };
 pub use value::Value;
@@ -65,7 +65,7 @@ pub const RESP_BULK_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const RESP_AGGREGATE_ELEMENTS_MAX: usize = 1024 * 1024;
 
 /// Aggregates enclosing one another in one reply, attributes included. The deepest reply
-/// ringchat reads (XREVRANGE) has 3 levels. One more level is refused before it is descended
+/// ringchat reads (XREAD, RESP2) has 5 levels. One more level is refused before it is descended
 /// into, so the decoder's recursion is bounded by this.
 pub const RESP_NESTING_DEPTH_MAX: usize = 32;
 

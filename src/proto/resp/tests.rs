@@ -175,6 +175,52 @@ fn reply_vectors() -> Vec<(&'static str, Vec<u8>, Value)> {
             array(vec![entry("1700000000001-0", PAYLOAD_YO)]),
         ),
         ("xrevrange of no stream", b(b"*0\r\n"), array(vec![])),
+        (
+            "xread two streams (resp2: an array of [key, entries])",
+            [
+                &b"*2\r\n*2\r\n$1\r\na\r\n*1\r\n*2\r\n$15\r\n1700000000000-0\r\n"[..],
+                b"*2\r\n$7\r\npayload\r\n$54\r\n",
+                PAYLOAD_HI.as_bytes(),
+                b"\r\n*2\r\n$1\r\nb\r\n*1\r\n*2\r\n$15\r\n1700000000001-0\r\n",
+                b"*2\r\n$7\r\npayload\r\n$54\r\n",
+                PAYLOAD_YO.as_bytes(),
+                b"\r\n",
+            ]
+            .concat(),
+            array(vec![
+                array(vec![
+                    bulk(b"a"),
+                    array(vec![entry("1700000000000-0", PAYLOAD_HI)]),
+                ]),
+                array(vec![
+                    bulk(b"b"),
+                    array(vec![entry("1700000000001-0", PAYLOAD_YO)]),
+                ]),
+            ]),
+        ),
+        (
+            "xread two streams (resp3: a map of key to entries)",
+            [
+                &b"%2\r\n$1\r\na\r\n*1\r\n*2\r\n$15\r\n1700000000000-0\r\n"[..],
+                b"*2\r\n$7\r\npayload\r\n$54\r\n",
+                PAYLOAD_HI.as_bytes(),
+                b"\r\n$1\r\nb\r\n*1\r\n*2\r\n$15\r\n1700000000001-0\r\n",
+                b"*2\r\n$7\r\npayload\r\n$54\r\n",
+                PAYLOAD_YO.as_bytes(),
+                b"\r\n",
+            ]
+            .concat(),
+            map(vec![
+                (
+                    bulk(b"a"),
+                    array(vec![entry("1700000000000-0", PAYLOAD_HI)]),
+                ),
+                (
+                    bulk(b"b"),
+                    array(vec![entry("1700000000001-0", PAYLOAD_YO)]),
+                ),
+            ]),
+        ),
         ("set nx ex created", b(b"+OK\r\n"), simple("OK")),
         ("set nx ex exists (resp3 null)", b(b"_\r\n"), Value::Null),
         ("get", b(b"$2\r\n42\r\n"), bulk(b"42")),
@@ -514,7 +560,7 @@ fn reply_vectors_whole_followed_and_at_every_prefix() {
 
 #[test]
 fn reply_vector_count() {
-    assert_eq!(reply_vectors().len(), 76);
+    assert_eq!(reply_vectors().len(), 78);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1046,6 +1092,35 @@ fn command_encoders_write_arrays_of_bulk_strings() {
             "*6\r\n$6\r\nXRANGE\r\n$1\r\n7\r\n$16\r\n(1700000000000-0\r\n$1\r\n+\r\n\
              $5\r\nCOUNT\r\n$1\r\n5\r\n",
             &["XRANGE", "7", "(1700000000000-0", "+", "COUNT", "5"],
+        ),
+        (
+            "xread block",
+            Box::new(|out| {
+                let streams: [(&[u8], &[u8]); 2] = [(b"7", b"0-0"), (b"12", b"1700000000000-3")];
+                encode_xread(&streams, 100, Some(5000), out)
+            }),
+            "*10\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$3\r\n100\r\n$5\r\nBLOCK\r\n\
+             $4\r\n5000\r\n$7\r\nSTREAMS\r\n$1\r\n7\r\n$2\r\n12\r\n$3\r\n0-0\r\n\
+             $15\r\n1700000000000-3\r\n",
+            &[
+                "XREAD",
+                "COUNT",
+                "100",
+                "BLOCK",
+                "5000",
+                "STREAMS",
+                "7",
+                "12",
+                "0-0",
+                "1700000000000-3",
+            ],
+        ),
+        (
+            "xread without block",
+            Box::new(|out| encode_xread(&[(b"7", b"5-1")], 1, None, out)),
+            "*6\r\n$5\r\nXREAD\r\n$5\r\nCOUNT\r\n$1\r\n1\r\n$7\r\nSTREAMS\r\n\
+             $1\r\n7\r\n$3\r\n5-1\r\n",
+            &["XREAD", "COUNT", "1", "STREAMS", "7", "5-1"],
         ),
         (
             "set nx ex",
