@@ -155,7 +155,15 @@ fn vectors() -> Vec<Vector> {
         vector(
             "a command between CR and LF: still CRLF",
             LINE_BYTES_MAX_DEFAULT,
-            [b"a\r".as_slice(), &[IAC, NOP], NAWS_255, b"\nb\r", &[IAC, WILL, 1], b"\0"].concat(),
+            [
+                b"a\r".as_slice(),
+                &[IAC, NOP],
+                NAWS_255,
+                b"\nb\r",
+                &[IAC, WILL, 1],
+                b"\0",
+            ]
+            .concat(),
             vec![line("a"), line("b")],
         ),
         vector(
@@ -167,14 +175,26 @@ fn vectors() -> Vec<Vector> {
         vector(
             "line ends inside a subnegotiation are not line ends",
             LINE_BYTES_MAX_DEFAULT,
-            [b"a".as_slice(), &[IAC, SB, 24, 0], b"\r\n\n\r\0", &[IAC, SE], b"b\n"].concat(),
+            [
+                b"a".as_slice(),
+                &[IAC, SB, 24, 0],
+                b"\r\n\n\r\0",
+                &[IAC, SE],
+                b"b\n",
+            ]
+            .concat(),
             vec![line("ab")],
         ),
         vector(
             "a command inside a subnegotiation ends it",
             LINE_BYTES_MAX_DEFAULT,
-            [&[IAC, SB, 24, 0, b'v', IAC, NOP][..], b"hi\n", &[IAC, SB, 1, IAC, WILL, 3], b"yo\n"]
-                .concat(),
+            [
+                &[IAC, SB, 24, 0, b'v', IAC, NOP][..],
+                b"hi\n",
+                &[IAC, SB, 1, IAC, WILL, 3],
+                b"yo\n",
+            ]
+            .concat(),
             vec![line("hi"), line("yo")],
         ),
         vector(
@@ -186,7 +206,14 @@ fn vectors() -> Vec<Vector> {
         vector(
             "subnegotiation past its limit: the rest is data",
             LINE_BYTES_MAX_DEFAULT,
-            [&[IAC, SB][..], &vec![b'z'; sb_max + 3], b"\n", &[IAC, SE], b"ok\n"].concat(),
+            [
+                &[IAC, SB][..],
+                &vec![b'z'; sb_max + 3],
+                b"\n",
+                &[IAC, SE],
+                b"ok\n",
+            ]
+            .concat(),
             vec![line("zzz"), line("ok")],
         ),
         vector(
@@ -252,7 +279,14 @@ fn vectors() -> Vec<Vector> {
         vector(
             "a subnegotiation inside a discarded line hides its line ends",
             2,
-            [b"abc".as_slice(), &[IAC, SB, 1], b"\n", &[IAC, SE], b"d\nok\n"].concat(),
+            [
+                b"abc".as_slice(),
+                &[IAC, SB, 1],
+                b"\n",
+                &[IAC, SE],
+                b"d\nok\n",
+            ]
+            .concat(),
             vec![TooLong, line("ok")],
         ),
         vector(
@@ -271,7 +305,15 @@ fn vectors() -> Vec<Vector> {
             "invalid UTF-8",
             LINE_BYTES_MAX_DEFAULT,
             b"\xc3\x28\n\xc0\xaf\n\x80\n\xed\xa0\x80\n\xf4\x90\x80\x80\n\xe2\x82\nok\n",
-            vec![BadUtf8, BadUtf8, BadUtf8, BadUtf8, BadUtf8, BadUtf8, line("ok")],
+            vec![
+                BadUtf8,
+                BadUtf8,
+                BadUtf8,
+                BadUtf8,
+                BadUtf8,
+                BadUtf8,
+                line("ok"),
+            ],
         ),
         vector(
             "multibyte UTF-8",
@@ -315,12 +357,7 @@ fn vectors_decode_the_same_however_split() {
         assert_eq!(feed(v.max, &[&v.input]), expected, "{}: whole", v.name);
         for cut in 0..=v.input.len() {
             let (a, b) = v.input.split_at(cut);
-            assert_eq!(
-                feed(v.max, &[a, b]),
-                expected,
-                "{}: split at {cut}",
-                v.name
-            );
+            assert_eq!(feed(v.max, &[a, b]), expected, "{}: split at {cut}", v.name);
         }
         let bytes: Vec<&[u8]> = v.input.chunks(1).collect();
         assert_eq!(feed(v.max, &bytes), expected, "{}: byte by byte", v.name);
