@@ -10,83 +10,24 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::chat_client::{ACCEPT, KEY, Ws, masked_frame, read_frame, read_head, upgrade_request};
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+const ECHO: &str = "/api/ws-echo";
 
-fn upgrade_request(server: &Server, path: &str, origin: Option<&str>) -> String {
+/// An upgrade request for the echo endpoint, with an `Origin` header if given.
+fn echo_request(server: &Server, origin: Option<&str>) -> String {
     let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n",
-        server.addr
-    )
+    upgrade_request(server.addr, ECHO, &origin)
 }
 
 /// Opens a WebSocket on the echo endpoint; returns the stream after the 101 head.
 fn open(server: &Server) -> TcpStream {
-    let mut s = server.connect();
-    s.write_all(upgrade_request(server, "/api/ws-echo", None).as_bytes())
-        .unwrap();
-    let head = read_head(&mut s);
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (ws, head) = Ws::upgrade(server, ECHO, "");
     assert!(
         head.contains(&format!("Sec-WebSocket-Accept: {ACCEPT}")),
         "{head}"
     );
-    s
-}
-
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).unwrap(), 1, "EOF in head: {head:?}");
-        head.push(byte[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-fn masked(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Reads one server frame: (fin, opcode, payload). Server frames are never masked.
-fn read_frame(s: &mut TcpStream) -> (bool, u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    (h[0] & 0x80 != 0, h[0] & 0x0f, payload)
+    ws.s
 }
 
 fn close_code(payload: &[u8]) -> u16 {
@@ -109,30 +50,33 @@ fn wait_eof(s: &mut TcpStream, within: Duration) -> Duration {
 fn echo_round_trips(io: &str) {
     let server = Server::start(io, &["--ws-echo"]);
     let mut s = open(&server);
-    s.write_all(&masked(true, 1, b"Hello")).unwrap();
-    assert_eq!(read_frame(&mut s), (true, 1, b"Hello".to_vec()));
+    s.write_all(&masked_frame(true, 1, b"Hello")).unwrap();
+    assert_eq!(read_frame(&mut s).unwrap(), (true, 1, b"Hello".to_vec()));
     let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
-    s.write_all(&masked(true, 2, &big)).unwrap();
-    assert_eq!(read_frame(&mut s), (true, 2, big));
+    s.write_all(&masked_frame(true, 2, &big)).unwrap();
+    assert_eq!(read_frame(&mut s).unwrap(), (true, 2, big));
     // Fragmented text with a ping between the fragments: the pong first, then the message.
-    let mut bytes = masked(false, 1, "κό".as_bytes());
-    bytes.extend(masked(true, 9, b"p"));
-    bytes.extend(masked(true, 0, "σμε".as_bytes()));
+    let mut bytes = masked_frame(false, 1, "κό".as_bytes());
+    bytes.extend(masked_frame(true, 9, b"p"));
+    bytes.extend(masked_frame(true, 0, "σμε".as_bytes()));
     s.write_all(&bytes).unwrap();
-    assert_eq!(read_frame(&mut s), (true, 10, b"p".to_vec()));
-    assert_eq!(read_frame(&mut s), (true, 1, "κόσμε".as_bytes().to_vec()));
+    assert_eq!(read_frame(&mut s).unwrap(), (true, 10, b"p".to_vec()));
+    assert_eq!(
+        read_frame(&mut s).unwrap(),
+        (true, 1, "κόσμε".as_bytes().to_vec())
+    );
     // Many messages in one write: every echo, in order.
     let burst: Vec<u8> = (0..200)
-        .flat_map(|i| masked(true, 1, format!("m{i}").as_bytes()))
+        .flat_map(|i| masked_frame(true, 1, format!("m{i}").as_bytes()))
         .collect();
     s.write_all(&burst).unwrap();
     for i in 0..200 {
-        assert_eq!(read_frame(&mut s).2, format!("m{i}").into_bytes());
+        assert_eq!(read_frame(&mut s).unwrap().2, format!("m{i}").into_bytes());
     }
     // The client's close is echoed, then the server hangs up.
-    s.write_all(&masked(true, 8, &[0x03, 0xe8, b'b', b'y', b'e']))
+    s.write_all(&masked_frame(true, 8, &[0x03, 0xe8, b'b', b'y', b'e']))
         .unwrap();
-    let (_, op, payload) = read_frame(&mut s);
+    let (_, op, payload) = read_frame(&mut s).unwrap();
     assert_eq!((op, close_code(&payload)), (8, 1000));
     assert!(wait_eof(&mut s, Duration::from_secs(5)) < Duration::from_secs(3));
 }
@@ -151,23 +95,23 @@ fn echo_round_trips_epoll() {
 fn protocol_errors_close_with_their_codes() {
     let server = Server::start("epoll", &["--ws-echo", "--ws-max-message", "1024"]);
     let cases: [(Vec<u8>, u16); 4] = [
-        (masked(true, 1, &[0xce, 0xba, 0xff]), 1007),
-        (masked(true, 2, &[0u8; 1025]), 1009),
-        (masked(true, 3, b"x"), 1002),
+        (masked_frame(true, 1, &[0xce, 0xba, 0xff]), 1007),
+        (masked_frame(true, 2, &[0u8; 1025]), 1009),
+        (masked_frame(true, 3, b"x"), 1002),
         // Unmasked frame.
         (vec![0x81, 0x02, b'h', b'i'], 1002),
     ];
     for (bytes, code) in cases {
         let mut s = open(&server);
         s.write_all(&bytes).unwrap();
-        let (_, op, payload) = read_frame(&mut s);
+        let (_, op, payload) = read_frame(&mut s).unwrap();
         assert_eq!((op, close_code(&payload)), (8, code), "{bytes:?}");
         assert!(wait_eof(&mut s, Duration::from_secs(5)) < Duration::from_secs(3));
     }
     // Exactly at the limit is fine.
     let mut s = open(&server);
-    s.write_all(&masked(true, 2, &[7u8; 1024])).unwrap();
-    assert_eq!(read_frame(&mut s).2.len(), 1024);
+    s.write_all(&masked_frame(true, 2, &[7u8; 1024])).unwrap();
+    assert_eq!(read_frame(&mut s).unwrap().2.len(), 1024);
 }
 
 #[test]
@@ -176,33 +120,24 @@ fn upgrades_are_checked() {
     let status = |request: String| {
         let mut s = server.connect();
         s.write_all(request.as_bytes()).unwrap();
-        let head = read_head(&mut s);
+        let head = read_head(&mut s).unwrap();
         head.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
     };
     let same = format!("http://{}", server.addr);
+    assert_eq!(status(echo_request(&server, Some(&same))), 101);
     assert_eq!(
-        status(upgrade_request(&server, "/api/ws-echo", Some(&same))),
-        101
-    );
-    assert_eq!(
-        status(upgrade_request(
-            &server,
-            "/api/ws-echo",
-            Some("https://evil.example")
-        )),
+        status(echo_request(&server, Some("https://evil.example"))),
         403
     );
-    let old_version =
-        upgrade_request(&server, "/api/ws-echo", None).replace("Version: 13", "Version: 8");
+    let old_version = echo_request(&server, None).replace("Version: 13", "Version: 8");
     assert_eq!(status(old_version), 426);
-    let no_key = upgrade_request(&server, "/api/ws-echo", None).replace(KEY, "short");
+    let no_key = echo_request(&server, None).replace(KEY, "short");
     assert_eq!(status(no_key), 400);
     // Without the flag the endpoint does not exist.
     let plain = Server::start("epoll", &[]);
     let mut s = plain.connect();
-    s.write_all(upgrade_request(&plain, "/api/ws-echo", None).as_bytes())
-        .unwrap();
-    assert!(read_head(&mut s).starts_with("HTTP/1.1 404 "));
+    s.write_all(echo_request(&plain, None).as_bytes()).unwrap();
+    assert!(read_head(&mut s).unwrap().starts_with("HTTP/1.1 404 "));
 }
 
 #[test]
@@ -219,14 +154,14 @@ fn heartbeat_pings_and_idle_clients_are_dropped() {
     );
     let mut s = open(&server);
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let (_, op, _) = read_frame(&mut s);
+    let (_, op, _) = read_frame(&mut s).unwrap();
     assert_eq!(op, 9, "a heartbeat ping");
     // Answering keeps it alive past the idle timeout.
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1200) {
-        let (_, op, payload) = read_frame(&mut s);
+        let (_, op, payload) = read_frame(&mut s).unwrap();
         assert_eq!(op, 9);
-        s.write_all(&masked(true, 10, &payload)).unwrap();
+        s.write_all(&masked_frame(true, 10, &payload)).unwrap();
     }
     // Silence ends it within about the idle timeout.
     let gone = wait_eof(&mut s, Duration::from_secs(5));
@@ -239,7 +174,7 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     let mut s = open(&server);
     // Echoes pile up while this client does not read: the kernel's buffers first, then the
     // outbox (16 × 4 KiB), then the server gives up on it.
-    let message = masked(true, 2, &[1u8; 4000]);
+    let message = masked_frame(true, 2, &[1u8; 4000]);
     let mut sent = 0usize;
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     while sent < 4000 {
@@ -250,7 +185,7 @@ fn a_client_that_never_reads_is_closed_as_a_slow_consumer() {
     }
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let close = loop {
-        let (_, op, payload) = read_frame(&mut s);
+        let (_, op, payload) = read_frame(&mut s).unwrap();
         if op == 8 {
             break payload;
         }

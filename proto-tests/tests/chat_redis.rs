@@ -4,143 +4,15 @@
 //! surviving a restart of ringchat (the first page in `hello`, the rest by `requestRoomHistory`).
 //! A bogus session cookie is closed with 1008.
 //!
-//! This crate has no JSON library, so a small reader for the server's events is written here.
+//! The client (sign-up, WebSocket) is the root crate's tests/common/chat_client.rs.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+#[path = "../../tests/common/chat_client.rs"]
+mod chat_client;
 
 use serde_json::Value;
 
+use chat_client::{Ws, id_key, sign_up};
 use ringchat_proto_tests::{MariaDb, Redis, Ringchat};
-
-const IO_DEADLINE: Duration = Duration::from_secs(30);
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, IO_DEADLINE)
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(IO_DEADLINE)).unwrap();
-    s.set_write_timeout(Some(IO_DEADLINE)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// Creates an account; returns its `sid=...` cookie.
-fn sign_up(addr: SocketAddr, name: &str) -> String {
-    let body =
-        format!(r#"{{"username":"{name}","email":"{name}@example.com","password":"0123456789"}}"#);
-    let mut s = connect(addr);
-    write!(
-        s,
-        "POST /api/create-account HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    assert!(text.starts_with("HTTP/1.1 204 "), "sign-up: {text}");
-    let cookie = text
-        .split("\r\n")
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("set-cookie").then(|| v.trim())
-        })
-        .unwrap_or_else(|| panic!("no Set-Cookie: {text}"));
-    let sid = cookie.split(';').next().unwrap().to_string();
-    assert!(sid.starts_with("sid="), "{cookie}");
-    sid
-}
-
-struct Ws {
-    s: TcpStream,
-}
-
-impl Ws {
-    fn open(addr: SocketAddr, cookie: Option<&str>) -> Ws {
-        let mut s = connect(addr);
-        let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
-        write!(
-            s,
-            "GET /api/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{cookie}\r\n"
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101 "),
-            "{}",
-            String::from_utf8_lossy(&head)
-        );
-        Ws { s }
-    }
-
-    fn send(&mut self, text: &str) {
-        let mask = [1u8, 2, 3, 4];
-        let payload = text.as_bytes();
-        let mut out = vec![0x81];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.s.write_all(&out).unwrap();
-    }
-
-    /// The next frame: (opcode, payload); pings are skipped.
-    fn frame(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            let mut h = [0u8; 2];
-            self.s.read_exact(&mut h).unwrap();
-            assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-            let len = match h[1] & 0x7f {
-                126 => {
-                    let mut b = [0u8; 2];
-                    self.s.read_exact(&mut b).unwrap();
-                    u16::from_be_bytes(b) as usize
-                }
-                127 => {
-                    let mut b = [0u8; 8];
-                    self.s.read_exact(&mut b).unwrap();
-                    u64::from_be_bytes(b) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0u8; len];
-            self.s.read_exact(&mut payload).unwrap();
-            if h[0] & 0x0f != 9 {
-                return (h[0] & 0x0f, payload);
-            }
-        }
-    }
-
-    fn event(&mut self) -> Value {
-        let (op, payload) = self.frame();
-        assert_eq!(op, 1, "expected a text frame, got opcode {op}: {payload:?}");
-        serde_json::from_slice(&payload).unwrap()
-    }
-}
-
-/// A message id `<ms>-<seq>` as a pair, for comparing.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id
-        .split_once('-')
-        .unwrap_or_else(|| panic!("bad id {id:?}"));
-    (
-        ms.parse().unwrap_or_else(|_| panic!("bad id {id:?}")),
-        seq.parse().unwrap_or_else(|_| panic!("bad id {id:?}")),
-    )
-}
 
 fn contents(messages: &[Value]) -> Vec<String> {
     messages

@@ -23,7 +23,11 @@
 //!
 //! The clients here are blocking sockets with a reader thread each (pings answered, events
 //! recorded) and a poster thread that keeps one batch in flight and waits for its
-//! acknowledgement or an error event before the next.
+//! acknowledgement or an error event before the next. Sign-up, the upgrade and the frames are
+//! the root crate's tests/common/chat_client.rs.
+
+#[path = "../../tests/common/chat_client.rs"]
+mod chat_client;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -36,13 +40,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use chat_client::{Ws, id_key, masked_frame, read_frame, sign_up};
 use ringchat_proto_tests::{MariaDb, PEER_START_DEADLINE, Redis, Ringchat, free_port};
 
 const ROOMS: [&str; 2] = ["a", "b"];
 const ROOMS_FLAG: &str = "a:A,b:B";
 const INSTANCES: usize = 3;
 
-/// Connecting, the upgrade and the `hello`.
+/// A Redis reply, a `roomHistory` page, a killed instance's connections ending (connecting, the
+/// upgrade and the `hello` have [`chat_client::SOCKET_DEADLINE`]).
 const IO_DEADLINE: Duration = Duration::from_secs(30);
 /// One batch's acknowledgement or error event (the server's `--redis-timeout` is 2 s).
 const ANSWER_DEADLINE: Duration = Duration::from_secs(20);
@@ -273,64 +279,6 @@ fn stream_lengths(port: u16) -> [usize; 2] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP: sign-up.
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect_timeout(&addr, IO_DEADLINE)
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(IO_DEADLINE)).unwrap();
-    s.set_write_timeout(Some(IO_DEADLINE)).unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// Creates an account `name` (email `name@example.com`); returns its `sid=...` cookie.
-fn sign_up(addr: SocketAddr, name: &str) -> String {
-    let body =
-        format!(r#"{{"username":"{name}","email":"{name}@example.com","password":"0123456789"}}"#);
-    let mut s = connect(addr);
-    write!(
-        s,
-        "POST /api/create-account HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).unwrap();
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    assert!(
-        reply.starts_with("HTTP/1.1 204 "),
-        "sign-up of {name}: {reply}"
-    );
-    let cookie = reply
-        .split("\r\n")
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("set-cookie").then(|| v.trim())
-        })
-        .unwrap_or_else(|| panic!("no Set-Cookie: {reply}"));
-    let sid = cookie.split(';').next().unwrap().to_string();
-    assert!(sid.starts_with("sid="), "{cookie}");
-    sid
-}
-
-/// Signs up every name, name `i` on instance `i % addrs.len()`, all at once; their cookies.
-fn sign_up_all(addrs: &[SocketAddr], names: &[String]) -> Vec<String> {
-    thread::scope(|scope| {
-        let handles: Vec<_> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| scope.spawn(move || sign_up(addrs[i % addrs.len()], name)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("sign-up"))
-            .collect()
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // WebSocket chat connections.
 
 /// A chat message as a client shows it.
@@ -355,63 +303,22 @@ fn message(v: &Value) -> Msg {
     }
 }
 
-/// A message id `<ms>-<seq>` as a pair, for comparing.
-fn id_key(id: &str) -> (u64, u64) {
-    let parsed = id
-        .split_once('-')
-        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)));
-    parsed.unwrap_or_else(|| panic!("bad message id {id:?}"))
-}
-
 fn room_index(id: &Value) -> Option<usize> {
     ROOMS.iter().position(|r| id.as_str() == Some(r))
 }
 
+/// One whole, masked frame.
 fn write_frame(s: &mut TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
-    let mask = [0x5a, 0x13, 0xc4, 0x7e];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&out)
+    s.write_all(&masked_frame(true, opcode, payload))
 }
 
 /// One whole frame: (opcode, payload). The server sends every event as one unfragmented frame.
-fn read_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
-    let mut h = [0u8; 2];
-    r.read_exact(&mut h)?;
-    if h[1] & 0x80 != 0 {
-        return Err(io::Error::other("a masked frame from the server"));
-    }
-    if h[0] & 0x80 == 0 || h[0] & 0x0f == 0 {
+fn read_whole_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
+    let (fin, opcode, payload) = read_frame(r)?;
+    if !fin || opcode == 0 {
         return Err(io::Error::other("a fragmented frame from the server"));
     }
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            r.read_exact(&mut b)?;
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            r.read_exact(&mut b)?;
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
-    Ok((h[0] & 0x0f, payload))
+    Ok((opcode, payload))
 }
 
 /// What one connection received after its `hello`.
@@ -450,30 +357,11 @@ struct Conn {
 impl Conn {
     /// Upgrades with the session cookie and reads the `hello`.
     fn open(addr: SocketAddr, instance: usize, cookie: &str) -> Arc<Conn> {
-        let mut s = connect(addr);
-        write!(
-            s,
-            "GET /api/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Cookie: {cookie}\r\n\r\n"
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte)
-                .unwrap_or_else(|e| panic!("{addr}: upgrade: {e}"));
-            head.push(byte[0]);
-        }
-        assert!(
-            head.starts_with(b"HTTP/1.1 101 "),
-            "{addr}: {}",
-            String::from_utf8_lossy(&head)
-        );
+        let Ws { mut s } = Ws::open(addr, Some(cookie));
         let mut reader = BufReader::new(s.try_clone().expect("clone the socket"));
         let hello: Value = loop {
             let (op, payload) =
-                read_frame(&mut reader).unwrap_or_else(|e| panic!("{addr}: no hello: {e}"));
+                read_whole_frame(&mut reader).unwrap_or_else(|e| panic!("{addr}: no hello: {e}"));
             match op {
                 9 => write_frame(&mut s, 10, &payload).expect("pong"),
                 1 => break serde_json::from_slice(&payload).expect("hello is JSON"),
@@ -535,6 +423,15 @@ impl Conn {
         }
     }
 
+    /// Waits until it holds at least `at_least` messages per room, or `deadline`; whether it does.
+    fn wait_for_counts(&self, deadline: Instant, at_least: [usize; 2]) -> bool {
+        self.wait_for(deadline, |s| {
+            let c = s.counts();
+            (c[0] >= at_least[0] && c[1] >= at_least[1]).then_some(())
+        })
+        .is_some()
+    }
+
     /// `requestRoomHistory` before `first_id`: the page (newest first) and `hasMoreMessages`.
     fn history(&self, room: usize, first_id: &str) -> (Vec<Msg>, bool) {
         let asked = self.with(|s| s.histories.len());
@@ -574,7 +471,7 @@ fn read_events(
 ) {
     let (lock, changed) = seen;
     let why = loop {
-        let (op, payload) = match read_frame(&mut reader) {
+        let (op, payload) = match read_whole_frame(&mut reader) {
             Ok(frame) => frame,
             Err(e) => break format!("read: {e}"),
         };
@@ -657,6 +554,37 @@ struct Client {
 }
 
 impl Client {
+    /// Signs up every name, name `i` on instance `i % addrs.len()`, all at once.
+    fn sign_up_all(addrs: &[SocketAddr], names: &[String]) -> Vec<Arc<Client>> {
+        thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| scope.spawn(move || sign_up(addrs[i % addrs.len()], name)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(names)
+                .map(|(h, name)| {
+                    Arc::new(Client {
+                        name: name.clone(),
+                        cookie: h.join().expect("sign-up"),
+                        batches: AtomicU64::new(0),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// A connection for each client, client `i` on instance `i % INSTANCES`.
+    fn open_all(addrs: &[SocketAddr], clients: &[Arc<Client>]) -> Vec<Arc<Conn>> {
+        clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Conn::open(addrs[i % INSTANCES], i % INSTANCES, &c.cookie))
+            .collect()
+    }
+
     /// The next batch: rooms alternate, 1 to `size_max` messages, each content
     /// `<name> <room> <batch>.<index>`.
     fn next_batch(&self, size_max: usize) -> (usize, Vec<String>) {
@@ -938,11 +866,7 @@ fn settle(redis_port: u16, conns: &[(&str, &Conn, [usize; 2])]) -> [Vec<(String,
         let lengths = stream_lengths(redis_port);
         for (who, conn, before) in conns {
             let want = [0, 1].map(|r| lengths[r].saturating_sub(before[r]));
-            let reached = conn.wait_for(deadline, |s| {
-                let counts = s.counts();
-                (counts[0] >= want[0] && counts[1] >= want[1]).then_some(())
-            });
-            if reached.is_none() {
+            if !conn.wait_for_counts(deadline, want) {
                 let (counts, closed) = conn.with(|s| (s.counts(), s.closed.clone()));
                 panic!(
                     "{who} on instance {}: {counts:?} messages per room after \
@@ -1001,16 +925,12 @@ fn thirty_clients_on_three_instances_see_one_order() {
 
     let started = Instant::now();
     let names: Vec<String> = (0..CLIENTS_1).map(|i| format!("one{i:02}")).collect();
-    let cookies = sign_up_all(&addrs, &names);
+    let clients = Client::sign_up_all(&addrs, &names);
     eprintln!(
         "scale-out 1: {CLIENTS_1} sign-ups over {INSTANCES} instances in {:?}",
         started.elapsed()
     );
-    let conns: Vec<Arc<Conn>> = cookies
-        .iter()
-        .enumerate()
-        .map(|(i, cookie)| Conn::open(addrs[i % INSTANCES], i % INSTANCES, cookie))
-        .collect();
+    let conns = Client::open_all(&addrs, &clients);
     for (conn, name) in conns.iter().zip(&names) {
         assert_eq!(conn.hello["payload"]["me"]["username"], name.as_str());
         let rooms = hello_rooms(&conn.hello);
@@ -1241,23 +1161,8 @@ fn kill9_of_an_instance_loses_nothing_acknowledged() {
     let addrs = addrs(&instances);
 
     let names: Vec<String> = (0..CLIENTS_2).map(|i| format!("two{i:02}")).collect();
-    let cookies = sign_up_all(&addrs, &names);
-    let clients: Vec<Arc<Client>> = names
-        .iter()
-        .zip(cookies)
-        .map(|(name, cookie)| {
-            Arc::new(Client {
-                name: name.clone(),
-                cookie,
-                batches: AtomicU64::new(0),
-            })
-        })
-        .collect();
-    let mut conns: Vec<Arc<Conn>> = clients
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Conn::open(addrs[i % INSTANCES], i % INSTANCES, &c.cookie))
-        .collect();
+    let clients = Client::sign_up_all(&addrs, &names);
+    let mut conns = Client::open_all(&addrs, &clients);
     let mut posters: Vec<Option<Poster>> = clients
         .iter()
         .zip(&conns)
@@ -1268,12 +1173,7 @@ fn kill9_of_an_instance_loses_nothing_acknowledged() {
 
     let warm = Instant::now() + DELIVERY_DEADLINE;
     assert!(
-        conns[survivor]
-            .wait_for(warm, |s| {
-                let c = s.counts();
-                (c[0] >= 150 && c[1] >= 150).then_some(())
-            })
-            .is_some(),
+        conns[survivor].wait_for_counts(warm, [150, 150]),
         "no traffic: {:?}",
         conns[survivor].with(|s| s.counts())
     );
@@ -1305,11 +1205,7 @@ fn kill9_of_an_instance_loses_nothing_acknowledged() {
     let most_had = [0, 1].map(|r| had.iter().map(|h| h[r].len()).max().unwrap_or(0));
     let need = [0, 1].map(|r| most_had[r] + PAGE + 50);
     assert!(
-        conns[survivor]
-            .wait_for(killed_at + DELIVERY_DEADLINE, |s| {
-                (s.counts()[0] >= need[0] && s.counts()[1] >= need[1]).then_some(())
-            })
-            .is_some(),
+        conns[survivor].wait_for_counts(killed_at + DELIVERY_DEADLINE, need),
         "survivors stalled after the kill: {:?}, wanted {need:?}",
         conns[survivor].with(|s| s.counts())
     );
@@ -1351,12 +1247,10 @@ fn kill9_of_an_instance_loses_nothing_acknowledged() {
     }
     let at_reconnect = conns[survivor].with(|s| s.counts());
     assert!(
-        conns[survivor]
-            .wait_for(Instant::now() + DELIVERY_DEADLINE, |s| {
-                let c = s.counts();
-                (c[0] >= at_reconnect[0] + 60 && c[1] >= at_reconnect[1] + 60).then_some(())
-            })
-            .is_some(),
+        conns[survivor].wait_for_counts(
+            Instant::now() + DELIVERY_DEADLINE,
+            at_reconnect.map(|n| n + 60)
+        ),
         "traffic stalled after the reconnects"
     );
     let all: Vec<(usize, Vec<Batch>)> = posters
@@ -1478,23 +1372,8 @@ fn redis_restart_mid_traffic_loses_nothing_acknowledged() {
     let addrs = addrs(&instances);
 
     let names: Vec<String> = (0..CLIENTS_3).map(|i| format!("three{i:02}")).collect();
-    let cookies = sign_up_all(&addrs, &names);
-    let clients: Vec<Arc<Client>> = names
-        .iter()
-        .zip(cookies)
-        .map(|(name, cookie)| {
-            Arc::new(Client {
-                name: name.clone(),
-                cookie,
-                batches: AtomicU64::new(0),
-            })
-        })
-        .collect();
-    let conns: Vec<Arc<Conn>> = clients
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Conn::open(addrs[i % INSTANCES], i % INSTANCES, &c.cookie))
-        .collect();
+    let clients = Client::sign_up_all(&addrs, &names);
+    let conns = Client::open_all(&addrs, &clients);
     let posters: Vec<Poster> = clients
         .iter()
         .zip(&conns)
@@ -1502,11 +1381,7 @@ fn redis_restart_mid_traffic_loses_nothing_acknowledged() {
         .collect();
 
     assert!(
-        conns[0]
-            .wait_for(Instant::now() + DELIVERY_DEADLINE, |s| {
-                (s.counts().iter().all(|&n| n >= 100)).then_some(())
-            })
-            .is_some(),
+        conns[0].wait_for_counts(Instant::now() + DELIVERY_DEADLINE, [100, 100]),
         "no traffic: {:?}",
         conns[0].with(|s| s.counts())
     );
@@ -1562,12 +1437,10 @@ fn redis_restart_mid_traffic_loses_nothing_acknowledged() {
     );
     let counts_up = conns[0].with(|s| s.counts());
     assert!(
-        conns[0]
-            .wait_for(Instant::now() + DELIVERY_DEADLINE, |s| {
-                let c = s.counts();
-                (c[0] >= counts_up[0] + 60 && c[1] >= counts_up[1] + 60).then_some(())
-            })
-            .is_some(),
+        conns[0].wait_for_counts(
+            Instant::now() + DELIVERY_DEADLINE,
+            counts_up.map(|n| n + 60)
+        ),
         "traffic stalled after the restart"
     );
     let all: Vec<Vec<Batch>> = posters.into_iter().map(Poster::finish).collect();

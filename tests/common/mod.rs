@@ -2,6 +2,8 @@
 //! to it over sockets. No sleeps for readiness: every wait polls with a deadline.
 //!
 //! Each test crate uses part of it (`mod common;`), hence the crate-wide `dead_code` allowance.
+//! [`chat_client`] is shared with proto-tests, so it knows nothing of [`Server`]; the
+//! [`chat_client::Endpoint`] implementation below connects the two.
 #![allow(dead_code)]
 
 pub mod chat_client;
@@ -185,6 +187,17 @@ impl Server {
         body.lines()
             .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
             .unwrap_or_else(|| panic!("metric {key} missing from:\n{body}"))
+    }
+}
+
+/// The shared chat client reaches this server with [`Server::connect`]'s deadlines.
+impl chat_client::Endpoint for Server {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn connect(&self) -> TcpStream {
+        Server::connect(self)
     }
 }
 
