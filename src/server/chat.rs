@@ -190,6 +190,8 @@ pub struct Hub {
     /// Authors of messages read from the bus, by id (names never change); at most
     /// [`AUTHORS_CACHED_MAX`], emptied when full.
     authors: RefCell<HashMap<UserId, User>>,
+    /// Posts may be stored: there is no bus, or its reader has read where to start.
+    bus_ready: Cell<bool>,
 }
 
 /// Connections of one core authenticating and building their `hello` at the same time.
@@ -216,6 +218,7 @@ impl Hub {
         let hub = Rc::new_cyclic(|me| Hub {
             me: me.clone(),
             authors: RefCell::new(HashMap::new()),
+            bus_ready: Cell::new(store.bus().is_none()),
             subscribers: RefCell::new(Subscribers::new(rooms.len(), OUTBOX_BYTES_MAX_DEFAULT)),
             sequencer: RefCell::new(Sequencer::new(rooms.len(), core, cores)),
             rooms,
@@ -489,6 +492,12 @@ impl Hub {
 
     /// Starts every batch the sequencer has ready, each as its own task (one per room at most).
     async fn drive_sequencer(self: Rc<Self>) {
+        // With the bus, nothing is stored before the bus reader knows where its rooms' streams
+        // end: a message stored before that read would be taken for history and never
+        // delivered (its sender would never see it acknowledged).
+        while !self.bus_ready.get() {
+            self.batches.notified().await;
+        }
         loop {
             loop {
                 let batch = self.sequencer.borrow_mut().poll_batch();
@@ -657,6 +666,7 @@ impl Hub {
             .filter(|&r| Rooms::owner(r, self.cores) == self.core)
             .collect();
         if owned.is_empty() {
+            self.bus_ready.set(true);
             return;
         }
         let mut backoff = BUS_RETRY_MIN_MS;
@@ -681,6 +691,8 @@ impl Hub {
                 }
             }
         }
+        self.bus_ready.set(true);
+        self.batches.notify_one();
         let mut reader = StreamReader::new(&config);
         loop {
             let streams: Vec<(&str, MessageId)> = owned
