@@ -1,9 +1,9 @@
 //! `chat-load`: open-loop fan-out load for ringchat's chat over WebSocket.
 //!
 //! ```text
-//! chat-load --addr 127.0.0.1:PORT [--conns 1000] [--users 10] [--senders 10] [--rooms 10]
-//!           [--rate 200] [--warmup 2] [--duration 10] [--drain 2] [--size 64]
-//!           [--server-pid P] [--server-cpu 0]
+//! chat-load --addr 127.0.0.1:PORT[,IP:PORT...] [--conns 1000] [--users 10] [--senders 10]
+//!           [--rooms 10] [--rate 200] [--warmup 2] [--duration 10] [--drain 2] [--size 64]
+//!           [--server-pid P[,P...]] [--server-cpu 0] [--aux-pid LABEL:PID[,LABEL:PID...]]
 //! ```
 //!
 //! Signs up `--users` accounts (`POST /api/create-account`), opens `--conns` WebSocket
@@ -34,6 +34,16 @@
 //! `utime + stime` (all threads) at the start and end of the measured window; given
 //! `--server-cpu`, also how busy that core was in total (`/proc/stat`), so `other %` shows
 //! anything else that ran there.
+//!
+//! **Several instances** (scale-out: ringchat instances sharing one Redis and one MySQL):
+//! `--addr` takes a comma-separated list. Connection `c` goes to address `c % N`, sign-ups all
+//! go to the first (sessions are shared, so a cookie works on every instance), and sender `s`
+//! uses a connection on address `s % N`, so the senders are spread too. `--server-pid` then
+//! takes every instance's pid: the server CPU time is their sum (and `idle`'s resident memory
+//! too). Each measured delivery is also sorted by whether the receiving connection is on the
+//! sender's instance or another one, into `same_*` and `cross_*` latency figures (printed only
+//! with more than one address). `--aux-pid redis:P,mariadb:Q` reports each such process's CPU
+//! over the same window as `<label>_cpu_seconds`, apart from the server's.
 //!
 //! **Protocols** (`--proto`): `ringchat` is the real protocol above (accounts, cookie, hello,
 //! `clientMessages` → `serverMessages`, persisted). `room` is the peers' minimal room protocol
@@ -72,11 +82,11 @@ use ringchat_bench::proc_stat::{decode_clock_ticks_per_second, decode_cpu_ticks}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const USAGE: &str = "usage: chat-load --addr HOST:PORT [--proto ringchat|room] \
+const USAGE: &str = "usage: chat-load --addr IP:PORT[,IP:PORT...] [--proto ringchat|room] \
 [--scenario fanout|burst|idle|login] [--conns N] [--users N] [--senders N] [--rooms N] \
 [--rate MSG_PER_S] [--window N] [--warmup S] [--duration S] [--drain S] [--size BYTES] \
-[--settle S] [--source-ips N] [--clients N] [--server-pid P] [--server-cpu N] \
-[--connect-parallel N]";
+[--settle S] [--source-ips N] [--clients N] [--server-pid P[,P...]] [--server-cpu N] \
+[--aux-pid LABEL:PID[,LABEL:PID...]] [--connect-parallel N]";
 
 /// Quantiles printed as `pct_<q>_us`, for latency percentile curves.
 const CURVE_QUANTILES: [f64; 12] = [
@@ -112,7 +122,8 @@ struct Args {
     settle: f64,
     source_ips: usize,
     clients: usize,
-    addr: String,
+    /// Every server instance's address; connection `c` uses `addrs[c % addrs.len()]`.
+    addrs: Vec<String>,
     conns: usize,
     users: usize,
     senders: usize,
@@ -122,9 +133,28 @@ struct Args {
     duration: f64,
     drain: f64,
     size: usize,
-    server_pid: Option<u32>,
+    /// Every server process; CPU time and resident memory are summed over them.
+    server_pids: Vec<u32>,
     server_cpu: Option<usize>,
+    /// Other processes (Redis, MySQL) whose CPU over the window is reported apart.
+    aux_pids: Vec<(String, u32)>,
     connect_parallel: usize,
+}
+
+impl Args {
+    /// The address connection `c` uses.
+    fn addr_of(&self, c: usize) -> &str {
+        &self.addrs[c % self.addrs.len()]
+    }
+
+    /// Sender `s`'s connection: the first of its share of the connections (`conns / senders`
+    /// each) that is on instance `s % instances`, so the senders are spread over the
+    /// instances as they are over the accounts. With one address, the first of its share.
+    fn sender_conn(&self, s: usize) -> usize {
+        let n = self.addrs.len();
+        let base = s * (self.conns / self.senders);
+        base + (s % n + n - base % n) % n
+    }
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -135,7 +165,7 @@ fn parse_args() -> Result<Option<Args>> {
         settle: 2.0,
         source_ips: 1,
         clients: 8,
-        addr: String::new(),
+        addrs: Vec::new(),
         conns: 1000,
         users: 10,
         senders: 10,
@@ -145,8 +175,9 @@ fn parse_args() -> Result<Option<Args>> {
         duration: 10.0,
         drain: 2.0,
         size: 64,
-        server_pid: None,
+        server_pids: Vec::new(),
         server_cpu: None,
+        aux_pids: Vec::new(),
         connect_parallel: 64,
     };
     let mut it = std::env::args().skip(1);
@@ -157,7 +188,12 @@ fn parse_args() -> Result<Option<Args>> {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         let bad = || format!("bad value for {flag}: {value:?}");
         match flag.as_str() {
-            "--addr" => a.addr = value.clone(),
+            "--addr" => {
+                a.addrs = value.split(',').map(|v| v.trim().to_string()).collect();
+                if a.addrs.iter().any(|v| v.is_empty()) {
+                    bail!("{}", bad());
+                }
+            }
             "--proto" => {
                 a.proto = match value.as_str() {
                     "ringchat" => Proto::Ringchat,
@@ -187,13 +223,33 @@ fn parse_args() -> Result<Option<Args>> {
             "--duration" => a.duration = value.parse().with_context(bad)?,
             "--drain" => a.drain = value.parse().with_context(bad)?,
             "--size" => a.size = value.parse().with_context(bad)?,
-            "--server-pid" => a.server_pid = Some(value.parse().with_context(bad)?),
+            "--server-pid" => {
+                a.server_pids = value
+                    .split(',')
+                    .map(|v| v.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .with_context(bad)?
+            }
+            "--aux-pid" => {
+                for item in value.split(',') {
+                    let (label, pid) = item.split_once(':').with_context(bad)?;
+                    let ok = !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if !ok {
+                        bail!("{}", bad());
+                    }
+                    a.aux_pids
+                        .push((label.to_string(), pid.trim().parse().with_context(bad)?));
+                }
+            }
             "--server-cpu" => a.server_cpu = Some(value.parse().with_context(bad)?),
             "--connect-parallel" => a.connect_parallel = value.parse().with_context(bad)?,
             _ => bail!("unknown flag {flag}"),
         }
     }
-    if a.addr.is_empty() {
+    if a.addrs.is_empty() {
         bail!("--addr is required");
     }
     if a.conns == 0 || a.users == 0 || a.senders == 0 || a.rooms == 0 || a.rate <= 0.0 {
@@ -201,6 +257,9 @@ fn parse_args() -> Result<Option<Args>> {
     }
     if a.senders > a.conns {
         bail!("--senders must not exceed --conns");
+    }
+    if a.conns / a.senders < a.addrs.len() {
+        bail!("each sender needs a connection on every address: --conns >= --senders x addresses");
     }
     if a.source_ips == 0 || a.source_ips > SOURCE_IPS_MAX {
         bail!("--source-ips must be 1..={SOURCE_IPS_MAX}");
@@ -423,6 +482,19 @@ fn message_frame(
     client_frame(0x1, text.as_bytes())
 }
 
+/// Several server instances (`--addr A,B,...`): which one each sender is on, and the latency
+/// split by where the receiver is.
+struct Instances {
+    /// How many addresses; connection `c` is on instance `c % count`.
+    count: usize,
+    /// Sender `s`'s instance (`sender_conn(s) % count`).
+    of_sender: Vec<usize>,
+    /// Measured deliveries to a connection on the sender's instance.
+    same: Histogram<u64>,
+    /// Measured deliveries to a connection on another instance.
+    cross: Histogram<u64>,
+}
+
 struct Shared {
     proto: Proto,
     burst: Option<Burst>,
@@ -431,6 +503,8 @@ struct Shared {
     senders: usize,
     conns: Vec<ConnState>,
     hist: Histogram<u64>,
+    /// With several addresses, the latency split by instance; None with one.
+    instances: Option<Instances>,
     hellos: usize,
     /// Read by the sender thread at the window's edges.
     deliveries_total: Arc<AtomicU64>,
@@ -611,6 +685,13 @@ impl Shared {
             self.deliveries_measured += 1;
             let lat = t.saturating_sub(intended).max(1);
             self.hist.saturating_record(lat);
+            if let Some(inst) = &mut self.instances {
+                if c % inst.count == inst.of_sender[sender] {
+                    inst.same.saturating_record(lat);
+                } else {
+                    inst.cross.saturating_record(lat);
+                }
+            }
         }
         if let Some(burst) = &mut self.burst
             && !burst.stopped
@@ -656,7 +737,8 @@ async fn connection_inner(
     stop: &Cell<bool>,
 ) -> Result<()> {
     let permit = gate.acquire().await?;
-    let server: std::net::SocketAddr = args.addr.parse().context("--addr must be IP:PORT")?;
+    let addr = args.addr_of(c);
+    let server: std::net::SocketAddr = addr.parse().context("--addr must be IP:PORT")?;
     let socket = if server.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -678,10 +760,9 @@ async fn connection_inner(
         }
     };
     let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         {cookie_line}\r\n",
-        args.addr
+         {cookie_line}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let reserve = if args.scenario == Scenario::Idle {
@@ -834,12 +915,9 @@ struct SendReport {
     measure_start_ns: u64,
     end_wall: u64,
     measured_deliveries_at_end: u64,
-    srv_before: Option<u64>,
-    srv_after: Option<u64>,
-    core_before: Option<(u64, u64)>,
-    core_after: Option<(u64, u64)>,
-    self_before: u64,
-    self_after: u64,
+    /// CPU counters at the start and the end of the measured window.
+    before: Snapshot,
+    after: Snapshot,
 }
 
 fn send_schedule(
@@ -855,13 +933,13 @@ fn send_schedule(
     let mut sent_per_sender = vec![0u64; args.senders];
     let start = now_ns() + 50_000_000;
     let (mut max_lag, mut lag_sum) = (0u64, 0u64);
-    let (mut srv_before, mut core_before, mut self_before) = (None, None, 0);
+    let mut before = Snapshot::default();
     let (mut measure_start_ns, mut deliveries_at_start) = (start, 0);
     for i in 0..total_msgs {
         let intended = start + (i as f64 * period_ns) as u64;
         sleep_until_ns(intended);
         if i == warm_msgs {
-            (srv_before, core_before, self_before) = snapshot(&args)?;
+            before = snapshot(&args)?;
             deliveries_at_start = deliveries.load(Ordering::Relaxed);
             // When the snapshot was taken, not when the message was due: the window's wall
             // time must match its CPU readings.
@@ -881,7 +959,7 @@ fn send_schedule(
     }
     let end = start + (total_msgs as f64 * period_ns) as u64;
     sleep_until_ns(end);
-    let (srv_after, core_after, self_after) = snapshot(&args)?;
+    let after = snapshot(&args)?;
     let measured_deliveries_at_end = deliveries.load(Ordering::Relaxed) - deliveries_at_start;
     Ok(SendReport {
         total_msgs,
@@ -892,24 +970,52 @@ fn send_schedule(
         measure_start_ns,
         end_wall: now_ns(),
         measured_deliveries_at_end,
-        srv_before,
-        srv_after,
-        core_before,
-        core_after,
-        self_before,
-        self_after,
+        before,
+        after,
     })
 }
 
-/// Server CPU ticks, the server core's (busy, total) ticks, and this process's CPU ns.
-type Snapshot = (Option<u64>, Option<(u64, u64)>, u64);
+/// CPU counters read at one edge of the measured window.
+#[derive(Default)]
+struct Snapshot {
+    /// Ticks of every `--server-pid` together (None without one).
+    server: Option<u64>,
+    /// The server core's (busy, total) ticks.
+    core: Option<(u64, u64)>,
+    /// This process's CPU ns.
+    self_ns: u64,
+    /// Ticks of each `--aux-pid`, in order.
+    aux: Vec<u64>,
+}
 
 fn snapshot(args: &Args) -> Result<Snapshot> {
-    Ok((
-        args.server_pid.map(proc_ticks).transpose()?,
-        args.server_cpu.map(core_ticks).transpose()?,
-        self_cpu_ns(),
-    ))
+    let server = if args.server_pids.is_empty() {
+        None
+    } else {
+        let mut sum = 0;
+        for &pid in &args.server_pids {
+            sum += proc_ticks(pid)?;
+        }
+        Some(sum)
+    };
+    Ok(Snapshot {
+        server,
+        core: args.server_cpu.map(core_ticks).transpose()?,
+        self_ns: self_cpu_ns(),
+        aux: args
+            .aux_pids
+            .iter()
+            .map(|&(_, pid)| proc_ticks(pid))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// `<label>_cpu_seconds` of each `--aux-pid` over the window.
+fn print_aux_cpu(args: &Args, before: &Snapshot, after: &Snapshot) {
+    let ticks = clock_ticks_per_second() as f64;
+    for (((label, _), b), a) in args.aux_pids.iter().zip(&before.aux).zip(&after.aux) {
+        println!("{label}_cpu_seconds={:.3}", (a - b) as f64 / ticks);
+    }
 }
 
 /// `--scenario burst`: each sender keeps `--window` messages in flight (the reader thread posts
@@ -919,9 +1025,7 @@ async fn burst_run(
     shared: &Rc<RefCell<Shared>>,
     writers: &Rc<RefCell<Vec<Option<Arc<Writer>>>>>,
 ) -> Result<SendReport> {
-    let conn_of: Vec<usize> = (0..args.senders)
-        .map(|s| s * (args.conns / args.senders))
-        .collect();
+    let conn_of: Vec<usize> = (0..args.senders).map(|s| args.sender_conn(s)).collect();
     let sender_w = conn_of
         .iter()
         .map(|&c| writers.borrow()[c].clone().context("writer"))
@@ -946,7 +1050,7 @@ async fn burst_run(
     }
     let deliveries = shared.borrow().deliveries_total.clone();
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let (srv_before, core_before, self_before) = snapshot(args)?;
+    let before = snapshot(args)?;
     let deliveries_at_start = deliveries.load(Ordering::Relaxed);
     let measure_start_ns = now_ns();
     let sent_before: u64 = {
@@ -956,7 +1060,7 @@ async fn burst_run(
         b.sent_per_sender.iter().sum()
     };
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
-    let (srv_after, core_after, self_after) = snapshot(args)?;
+    let after = snapshot(args)?;
     let end_wall = now_ns();
     let measured_deliveries_at_end = deliveries.load(Ordering::Relaxed) - deliveries_at_start;
     let mut sh = shared.borrow_mut();
@@ -972,13 +1076,21 @@ async fn burst_run(
         measure_start_ns,
         end_wall,
         measured_deliveries_at_end,
-        srv_before,
-        srv_after,
-        core_before,
-        core_after,
-        self_before,
-        self_after,
+        before,
+        after,
     })
+}
+
+/// Resident memory of every `--server-pid` together, KiB (None without one).
+fn server_rss_kib(args: &Args) -> Result<Option<u64>> {
+    if args.server_pids.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = 0;
+    for &pid in &args.server_pids {
+        sum += rss_kib(pid)?;
+    }
+    Ok(Some(sum))
 }
 
 /// Resident memory of a process, KiB (`VmRSS`).
@@ -1005,6 +1117,17 @@ fn print_latency(h: &Histogram<u64>) {
     }
 }
 
+/// One part of the latency (`same`: receiver on the sender's instance; `cross`: on another) as
+/// `<part>_count` and `<part>_pXX_us` lines.
+fn print_latency_split(part: &str, h: &Histogram<u64>) {
+    let us = |v: u64| v as f64 / 1e3;
+    println!("{part}_count={}", h.len());
+    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+        println!("{part}_{name}_us={:.1}", us(h.value_at_quantile(q)));
+    }
+    println!("{part}_max_us={:.1}", us(h.max()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // `--scenario login`: REST logins per second.
 
@@ -1029,14 +1152,16 @@ async fn login_client(
         let request = format!(
             "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
-            args.addr,
+            args.addr_of(first),
             body.len()
         );
         let t0 = now_ns();
         let s = match &mut stream {
             Some(s) => s,
             None => {
-                let s = TcpStream::connect(&args.addr).await.context("connect")?;
+                let s = TcpStream::connect(args.addr_of(first))
+                    .await
+                    .context("connect")?;
                 s.set_nodelay(true)?;
                 stream.insert(s)
             }
@@ -1083,7 +1208,7 @@ async fn login_run(args: Rc<Args>, nonce: &str) -> Result<()> {
     let mut emails = Vec::new();
     for u in 0..args.users {
         let name = format!("bench{nonce}u{u}");
-        sign_up(&args.addr, &name)?;
+        sign_up(&args.addrs[0], &name)?;
         emails.push(format!("{name}@bench.example"));
     }
     let emails = Rc::new(emails);
@@ -1109,11 +1234,11 @@ async fn login_run(args: Rc<Args>, nonce: &str) -> Result<()> {
     while now_ns() < measure_from {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (srv_before, _, self_before) = snapshot(&args)?;
+    let before = snapshot(&args)?;
     while now_ns() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (srv_after, _, self_after) = snapshot(&args)?;
+    let after = snapshot(&args)?;
     let wall = (now_ns() - measure_from) as f64 / 1e9;
     let (mut ok, mut refused) = (0, 0);
     for t in tasks {
@@ -1131,9 +1256,9 @@ async fn login_run(args: Rc<Args>, nonce: &str) -> Result<()> {
     print_latency(&hist.borrow());
     println!(
         "generator_cpu_seconds={:.3}",
-        (self_after - self_before) as f64 / 1e9
+        (after.self_ns - before.self_ns) as f64 / 1e9
     );
-    if let (Some(b), Some(a)) = (srv_before, srv_after) {
+    if let (Some(b), Some(a)) = (before.server, after.server) {
         let cpu = (a - b) as f64 / clock_ticks_per_second() as f64;
         println!("server_cpu_seconds={cpu:.3}");
         println!(
@@ -1141,6 +1266,7 @@ async fn login_run(args: Rc<Args>, nonce: &str) -> Result<()> {
             cpu * 1e3 / ok.max(1) as f64
         );
     }
+    print_aux_cpu(&args, &before, &after);
     Ok(())
 }
 
@@ -1229,7 +1355,7 @@ async fn run(args: Args) -> Result<()> {
     if args.proto == Proto::Ringchat {
         for u in 0..args.users {
             let name = format!("bench{nonce}u{u}");
-            cookies.push(Rc::new(sign_up(&args.addr, &name)?));
+            cookies.push(Rc::new(sign_up(&args.addrs[0], &name)?));
         }
     } else {
         cookies.push(Rc::new(String::new()));
@@ -1239,7 +1365,7 @@ async fn run(args: Args) -> Result<()> {
         cookies.len(),
         (now_ns() - t0) as f64 / 1e9
     );
-    let rss_before = args.server_pid.map(rss_kib).transpose()?;
+    let rss_before = server_rss_kib(&args)?;
 
     let shared = Rc::new(RefCell::new(Shared {
         proto: args.proto,
@@ -1257,6 +1383,18 @@ async fn run(args: Args) -> Result<()> {
             })
             .collect(),
         hist: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
+        instances: if args.addrs.len() > 1 {
+            Some(Instances {
+                count: args.addrs.len(),
+                of_sender: (0..args.senders)
+                    .map(|s| args.sender_conn(s) % args.addrs.len())
+                    .collect(),
+                same: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
+                cross: Histogram::new_with_bounds(1, 120_000_000_000, 3)?,
+            })
+        } else {
+            None
+        },
         hellos: 0,
         deliveries_total: Arc::new(AtomicU64::new(0)),
         deliveries_measured: 0,
@@ -1321,8 +1459,7 @@ async fn run(args: Args) -> Result<()> {
         println!("ready={}", sh.hellos);
         println!("closed_early={}", sh.closed_early);
         println!("source_ips={}", args.source_ips);
-        if let (Some(before), Some(pid)) = (rss_before, args.server_pid) {
-            let after = rss_kib(pid)?;
+        if let (Some(before), Some(after)) = (rss_before, server_rss_kib(&args)?) {
             println!("server_rss_before_kib={before}");
             println!("server_rss_after_kib={after}");
             println!(
@@ -1337,12 +1474,12 @@ async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
 
-    // Senders: spread over the connections (and so over the accounts). The schedule runs on its
+    // Senders: spread over the connections (and so over the accounts and the addresses). The schedule runs on its
     // own thread (same core, by taskset), sleeping in clock_nanosleep(TIMER_ABSTIME), so a send
     // is not held up behind a turn of the readers' event loop.
     let sender_w: Vec<Arc<Writer>> = (0..args.senders)
         .map(|s| {
-            writers.borrow()[s * (args.conns / args.senders)]
+            writers.borrow()[args.sender_conn(s)]
                 .clone()
                 .expect("writer")
         })
@@ -1371,12 +1508,8 @@ async fn run(args: Args) -> Result<()> {
         measure_start_ns,
         end_wall,
         measured_deliveries_at_end,
-        srv_before,
-        srv_after,
-        core_before,
-        core_after,
-        self_before,
-        self_after,
+        before,
+        after,
     } = sent;
     let ticks = clock_ticks_per_second();
 
@@ -1472,15 +1605,20 @@ async fn run(args: Args) -> Result<()> {
         println!("error{i}={}", e.replace('\n', " "));
     }
     print_latency(&sh.hist);
+    if let Some(inst) = &sh.instances {
+        println!("instances={}", inst.count);
+        print_latency_split("same", &inst.same);
+        print_latency_split("cross", &inst.cross);
+    }
     println!(
         "generator_cpu_seconds={:.3}",
-        (self_after - self_before) as f64 / 1e9
+        (after.self_ns - before.self_ns) as f64 / 1e9
     );
     println!(
         "generator_busy_pct={:.1}",
-        (self_after - self_before) as f64 / 1e9 / wall * 100.0
+        (after.self_ns - before.self_ns) as f64 / 1e9 / wall * 100.0
     );
-    if let (Some(b), Some(a)) = (srv_before, srv_after) {
+    if let (Some(b), Some(a)) = (before.server, after.server) {
         let cpu = (a - b) as f64 / ticks as f64;
         println!("server_cpu_seconds={cpu:.3}");
         println!("server_busy_pct={:.1}", cpu / wall * 100.0);
@@ -1488,7 +1626,7 @@ async fn run(args: Args) -> Result<()> {
             "deliveries_per_server_cpu_s={:.0}",
             measured_deliveries_at_end as f64 / cpu.max(1e-9)
         );
-        if let (Some((bb, bt)), Some((ab, at))) = (core_before, core_after) {
+        if let (Some((bb, bt)), Some((ab, at))) = (before.core, after.core) {
             let core_busy = (ab - bb) as f64 / ticks as f64;
             let core_total = (at - bt) as f64 / ticks as f64;
             println!(
@@ -1501,5 +1639,6 @@ async fn run(args: Args) -> Result<()> {
             );
         }
     }
+    print_aux_cpu(&args, &before, &after);
     Ok(())
 }
