@@ -1086,3 +1086,41 @@ fn shutdown_tells_line_clients_and_closes_them() {
     let (code, _) = server.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }
+
+/// A client that only reads a busy room sends nothing: the idle timeout still comes, with its
+/// line, after the chat that was queued before it.
+#[test]
+fn a_client_that_only_reads_a_busy_room_times_out_too() {
+    let server = start("uring", &["--line-idle-timeout", "1s"]);
+    sign_up(&server, "talker");
+    sign_up(&server, "lurker");
+    let mut lurker = login(&server, "lurker");
+    let mut talker = login(&server, "talker");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // The talker keeps its own connection alive by talking.
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                talker.send(&format!("busy {i}"));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let lines = lurker.expect_closed(Duration::from_secs(6));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("[general] talker: busy")),
+            "the lurker saw no chat\n{}",
+            lurker.history()
+        );
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("! IDLE_TIMEOUT: nothing received for 1 s; disconnected"),
+            "{}",
+            lurker.history()
+        );
+    });
+}

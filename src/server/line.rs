@@ -628,6 +628,10 @@ async fn recent(
 async fn write_loop(core: &Core, shared: &Shared) {
     let metrics = core.metrics();
     loop {
+        if !shared.hangup.get() && Instant::now() >= shared.idle_deadline.get() {
+            // Checked here too: a client that only reads a busy room never lets the writer idle.
+            idle_timeout(core, shared);
+        }
         let frames = shared
             .outbox
             .borrow_mut()
@@ -648,13 +652,7 @@ async fn write_loop(core: &Core, shared: &Shared) {
                 _ = shared.wake.notified() => {}
                 _ = tokio::time::sleep_until(idle_at.into()) => {
                     if Instant::now() >= shared.idle_deadline.get() {
-                        let idle = core.settings().line.idle_timeout;
-                        let mut last = Vec::new();
-                        text::error_line(&mut last, &error(
-                            "IDLE_TIMEOUT",
-                            format!("nothing received for {} s; disconnected", idle.as_secs()),
-                        ));
-                        shared.finish(last);
+                        idle_timeout(core, shared);
                     }
                 }
             }
@@ -678,4 +676,18 @@ async fn write_loop(core: &Core, shared: &Shared) {
         }
         CoreMetrics::add(&metrics.bytes_out, len as u64);
     }
+}
+
+/// Says `IDLE_TIMEOUT` after what is queued, then closes.
+fn idle_timeout(core: &Core, shared: &Shared) {
+    let idle = core.settings().line.idle_timeout;
+    let mut last = Vec::new();
+    text::error_line(
+        &mut last,
+        &error(
+            "IDLE_TIMEOUT",
+            format!("nothing received for {} s; disconnected", idle.as_secs()),
+        ),
+    );
+    shared.finish(last);
 }
