@@ -83,8 +83,9 @@ struct Shared {
 
 impl Shared {
     /// Queues `bytes`; false (and the connection is cut) when the client is too far behind.
+    /// Once the connection is hanging up (its last line is queued), nothing more is: false.
     fn send(&self, bytes: Bytes) -> bool {
-        if self.hangup.get() && self.outbox.borrow().is_closing() {
+        if self.hangup.get() {
             return false;
         }
         let pushed = self.outbox.borrow_mut().push(bytes);
