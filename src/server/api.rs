@@ -37,6 +37,7 @@ use super::response::{Body, Response};
 use crate::accounts::ratelimit::{Limiter, RATE_LIMIT_KEYS_MAX, Rule, client_key};
 use crate::accounts::{self, Invalid, Verified, validate};
 use crate::proto::http1::{RequestHead, find_cookie, set_cookie_value};
+use crate::proto::ws::{AllowedOrigins, origin_allowed};
 use crate::rt::{Busy, Workers};
 use crate::store::{CreateUser, SESSION_TTL_S, Store, StoreError, UserId};
 
@@ -100,6 +101,8 @@ pub struct Api {
     signups_by_ip: RefCell<Limiter<IpAddr>>,
     /// The `GET /api/limits` body, encoded once.
     limits_body: Bytes,
+    /// Origins whose pages may POST here (`--allowed-origins`, as for WebSockets).
+    allowed_origins: AllowedOrigins,
 }
 
 /// The endpoints and the methods each allows.
@@ -117,8 +120,15 @@ pub fn is_endpoint(path: &str) -> bool {
 }
 
 impl Api {
-    pub fn new(store: Store, workers: Workers, secure_cookies: bool, limits: Limits) -> Api {
+    pub fn new(
+        store: Store,
+        workers: Workers,
+        secure_cookies: bool,
+        limits: Limits,
+        allowed_origins: AllowedOrigins,
+    ) -> Api {
         Api {
+            allowed_origins,
             store,
             workers,
             secure_cookies,
@@ -130,6 +140,26 @@ impl Api {
             signups_by_ip: RefCell::new(Limiter::new(limits.signups, RATE_LIMIT_KEYS_MAX)),
             limits_body: Bytes::from(limits_json(limits.message_chars_max)),
         }
+    }
+
+    /// Whether a state-changing request may come from where it says it comes from: a browser's
+    /// `Sec-Fetch-Site: cross-site` is refused, and so is an `Origin` that `--allowed-origins`
+    /// does not allow (the WebSocket upgrade's rule). Requests without either (curl, the
+    /// reference's test clients) pass. The session cookie's `SameSite=Strict` already keeps
+    /// browsers from sending it cross-site; this also covers logins and sign-ups, which carry
+    /// no cookie, and clients that ignore SameSite.
+    fn same_site(&self, head: &RequestHead<'_>) -> bool {
+        if head
+            .header("sec-fetch-site")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"cross-site"))
+        {
+            return false;
+        }
+        origin_allowed(
+            head.header("origin"),
+            head.header("host"),
+            &self.allowed_origins,
+        )
     }
 
     /// This core's store.
@@ -158,6 +188,13 @@ impl Api {
                 "Content-Type: application/json\r\nCache-Control: no-store\r\nAllow: {allowed}\r\n"
             ));
             return r;
+        }
+        if allowed == "POST" && !self.same_site(head) {
+            return Response::json_error(
+                403,
+                "CROSS_SITE",
+                "requests from other sites' pages are refused",
+            );
         }
         let content_type = head
             .header("content-type")

@@ -168,13 +168,7 @@ impl Core {
 
 /// The path part of a request target, for routing (absolute-form reduced to its path).
 fn route_path(target: &str) -> &str {
-    let path = match target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => target,
-    };
+    let path = crate::proto::http1::origin_form(target);
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
@@ -307,6 +301,7 @@ pub fn run(config: Config) -> io::Result<()> {
                 .collect(),
         );
     let line_on = config.line_port.is_some();
+    let allowed_origins = config.allowed_origins.clone();
     let served = rt::run(options, move |info| {
         let store = cores_store.for_core();
         let mesh = meshes.lock().expect("no core panicked holding it")[info.index]
@@ -320,7 +315,13 @@ pub fn run(config: Config) -> io::Result<()> {
             date: DateCache::default(),
             statics: StaticFiles::new(&static_dir),
             hub,
-            api: api::Api::new(store, cores_workers.clone(), secure_cookies, limits),
+            api: api::Api::new(
+                store,
+                cores_workers.clone(),
+                secure_cookies,
+                limits,
+                allowed_origins.clone(),
+            ),
         })
     });
     drop(workers);
@@ -343,5 +344,6 @@ mod tests {
         assert_eq!(route_path("/metrics?x=1"), "/metrics");
         assert_eq!(route_path("http://h:1/api/x#f"), "/api/x");
         assert_eq!(route_path("https://h"), "/");
+        assert_eq!(route_path("HTTP://h/healthz"), "/healthz");
     }
 }

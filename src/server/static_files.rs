@@ -37,14 +37,8 @@ pub const STATIC_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 /// A request path mapped to a file path relative to the root, or why it cannot be.
 pub fn resolve_path(target: &str) -> Result<String, &'static str> {
-    let mut path = target;
-    if let Some(rest) = path
-        .strip_prefix("http://")
-        .or_else(|| path.strip_prefix("https://"))
-    {
-        // absolute-form (RFC 9112 §3.2.2): drop the authority.
-        path = rest.find('/').map_or("/", |i| &rest[i..]);
-    }
+    // absolute-form (RFC 9112 §3.2.2): drop the scheme and authority.
+    let path = crate::proto::http1::origin_form(target);
     let path = path.split(['?', '#']).next().unwrap_or("");
     if !path.starts_with('/') {
         return Err("request target must be an absolute path");

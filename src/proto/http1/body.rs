@@ -12,7 +12,7 @@
 //! input at once. It decodes no transfer coding but chunked, and skips trailer fields without
 //! keeping them.
 
-use super::request::BodyFraming;
+use super::request::{BodyFraming, is_tchar};
 use super::{CHUNK_LINE_BYTES_MAX, CHUNK_SIZE_DIGITS_MAX, TRAILER_BYTES_MAX};
 
 /// How far one call to [`BodyDecoder::decode`] got.
@@ -87,7 +87,9 @@ enum State {
     DataLf,
     /// At the start of a trailer field line, or of the CRLF that ends the body.
     Trailer,
-    /// Skipping a trailer field line up to its CR.
+    /// In a trailer field's name (a token), up to its colon.
+    TrailerName,
+    /// Skipping a trailer field's value up to its CR.
     TrailerField,
     /// The CR ending a trailer field line was seen; the LF must follow.
     TrailerFieldLf,
@@ -98,6 +100,7 @@ enum State {
 }
 
 const BARE_LF: &str = "bare LF in chunked framing; lines must end with CRLF";
+const TRAILER_NAME: &str = "a trailer line must be a field name (a token) and a colon";
 
 /// Decodes one request body, across as many calls as its bytes take to arrive.
 #[derive(Debug, Clone)]
@@ -217,7 +220,11 @@ impl BodyDecoder {
         }
         if matches!(
             state,
-            State::Trailer | State::TrailerField | State::TrailerFieldLf | State::EndLf
+            State::Trailer
+                | State::TrailerName
+                | State::TrailerField
+                | State::TrailerFieldLf
+                | State::EndLf
         ) {
             // The trailer section is skipped, but not without bound.
             self.trailer_bytes += 1;
@@ -307,7 +314,18 @@ impl BodyDecoder {
                 // RFC 9112 §5.2: obs-fold is as unwelcome in a trailer as in the head.
                 b' ' | b'\t' => Err(BodyError::BadChunk("obsolete line folding in trailer")),
                 _ if is_control(byte) => Err(BodyError::BadChunk("control character in trailer")),
-                _ => Ok(State::TrailerField),
+                // RFC 9112 §5: "field-line = field-name ":" OWS field-value OWS", with
+                // "field-name = token"; §5.1: "a server MUST reject, with a response status
+                // code of 400 (Bad Request), any received request message that contains
+                // whitespace between a header field name and colon". Anything else here is not
+                // a field line, and reading on would take the next request for trailer fields.
+                _ if is_tchar(byte) => Ok(State::TrailerName),
+                _ => Err(BodyError::BadChunk(TRAILER_NAME)),
+            },
+            State::TrailerName => match byte {
+                b':' => Ok(State::TrailerField),
+                _ if is_tchar(byte) => Ok(State::TrailerName),
+                _ => Err(BodyError::BadChunk(TRAILER_NAME)),
             },
             State::TrailerField => match byte {
                 b'\r' => Ok(State::TrailerFieldLf),

@@ -25,7 +25,7 @@ mod tests;
 
 pub use body::{BodyDecoder, BodyError, BodyProgress};
 pub use cookie::{COOKIE_VALUE_BYTES_MAX, find_cookie, find_in_field, set_cookie_value};
-pub use request::{BodyFraming, RequestError, RequestHead, Version, decode_request};
+pub use request::{BodyFraming, RequestError, RequestHead, Version, decode_request, origin_form};
 pub use response::{HeaderValueError, encode_header, encode_status_line, reason};
 
 /// Request line plus header section, including the blank line that ends it (and any empty lines

@@ -680,7 +680,7 @@ pub(super) fn is_token(bytes: &[u8]) -> bool {
 
 /// RFC 9110 §5.6.2: "tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^"
 /// / "_" / "`" / "|" / "~" / DIGIT / ALPHA"
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -690,4 +690,37 @@ fn is_tchar(b: u8) -> bool {
 /// would let a Host value change the meaning of a URL built from it.
 fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
+}
+
+/// The origin-form part of a request target: an absolute-form target (RFC 9112 §3.2.2,
+/// `http://host/path?q`) loses its scheme and authority, the scheme compared without regard to
+/// case (RFC 9110 §4.2.3: "The scheme and host are case-insensitive"); any other target is
+/// returned as it is. The query is kept.
+pub fn origin_form(target: &str) -> &str {
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        target
+            .get(..scheme.len())
+            .filter(|head| head.eq_ignore_ascii_case(scheme))
+            .map(|_| &target[scheme.len()..])
+    });
+    match after_scheme {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    }
+}
+
+#[cfg(test)]
+mod origin_form_tests {
+    use super::origin_form;
+
+    #[test]
+    fn absolute_form_loses_its_scheme_and_authority_in_any_case() {
+        assert_eq!(origin_form("/a?b"), "/a?b");
+        assert_eq!(origin_form("http://h:1/a?b"), "/a?b");
+        assert_eq!(origin_form("HTTP://h/x"), "/x");
+        assert_eq!(origin_form("hTTpS://h"), "/");
+        assert_eq!(origin_form("*"), "*");
+        assert_eq!(origin_form("ftp://h/x"), "ftp://h/x");
+        assert_eq!(origin_form("http:/"), "http:/");
+    }
 }

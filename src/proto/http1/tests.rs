@@ -444,6 +444,7 @@ type BodyVector = (
 );
 
 const CHUNK_BARE_LF: BodyError = BadChunk("bare LF in chunked framing; lines must end with CRLF");
+const TRAILER_NAME: &str = "a trailer line must be a field name (a token) and a colon";
 const NOT_HEX: BodyError = BadChunk("chunk size must start with a hex digit");
 const NO_DATA_CRLF: BodyError = BadChunk("chunk data must be followed by CRLF");
 
@@ -488,6 +489,12 @@ const BODIES: &[BodyVector] = &[
     ("bare CR in a trailer", Chunked, b"0\r\nX: y\rz\r\n\r\n", b"", Refused(BadChunk("trailer field line must end with CRLF"), b"")),
     ("obs-fold in a trailer", Chunked, b"0\r\nX: y\r\n z\r\n\r\n", b"", Refused(BadChunk("obsolete line folding in trailer"), b"")),
     ("NUL in a trailer", Chunked, b"0\r\nX: \x00\r\n\r\n", b"", Refused(BadChunk("control character in trailer"), b"")),
+    // RFC 9112 §5 and §5.1: a trailer line is `token ":" value`. Reading anything else as a
+    // field would take a following request's head for trailer fields (a desync).
+    ("trailer line without a colon", Chunked, b"0\r\nnot a field line\r\n\r\n", b"", Refused(BadChunk(TRAILER_NAME), b"")),
+    ("space before a trailer's colon", Chunked, b"0\r\nX-T : v\r\n\r\n", b"", Refused(BadChunk(TRAILER_NAME), b"")),
+    ("trailer line starting with a colon", Chunked, b"0\r\n: v\r\n\r\n", b"", Refused(BadChunk(TRAILER_NAME), b"")),
+    ("the next request read as a trailer", Chunked, b"0\r\nGET /x HTTP/1.1\r\nHost: t\r\n\r\n", b"", Refused(BadChunk(TRAILER_NAME), b"")),
     ("one chunk over the limit", Chunked, b"3E9\r\n", b"", Refused(TooLarge, b"")),
     ("refused before the size line ends", Chunked, b"FFFFFFFFFFFF;x\r\n", b"", Refused(TooLarge, b"")),
     ("chunks adding up past the limit", Chunked, b"1\r\na\r\n3E8\r\n", b"", Refused(TooLarge, b"a")),

@@ -30,7 +30,8 @@ use std::collections::VecDeque;
 use super::frame::{decode_header, encode_close, encode_ping, encode_pong, unmask_into};
 use super::{
     CloseCode, Control, Data, Decode, FrameHeader, OpCode, WS_CONTROL_PAYLOAD_BYTES_MAX,
-    WS_EVENTS_PENDING_MAX, WS_PONGS_PENDING_MAX, WsError, close_code_allowed,
+    WS_EVENTS_PENDING_MAX, WS_FRAGMENT_CHARGE_BYTES, WS_FRAGMENTS_MIN, WS_PONGS_PENDING_MAX,
+    WsError, close_code_allowed,
 };
 
 /// What the client sent, for the server to act on.
@@ -155,6 +156,8 @@ pub struct WsConnection {
     error: Option<WsError>,
     message_bytes_max: usize,
     fragmented: Fragmented,
+    /// Frames of the fragmented message in progress (0 when none).
+    fragments: usize,
     peek: Option<Peek>,
     events: VecDeque<Event>,
     /// Encoded frames waiting for `poll_transmit`, written in this order: the pongs (one
@@ -176,6 +179,7 @@ impl WsConnection {
             error: None,
             message_bytes_max,
             fragmented: Fragmented::None,
+            fragments: 0,
             peek: None,
             events: VecDeque::new(),
             pongs_out: VecDeque::new(),
@@ -283,9 +287,13 @@ impl WsConnection {
             (OpCode::Data(_), fragmented) => {
                 // RFC 6455 §10.4: "Such limits SHOULD be enforced [...] an endpoint MAY send a
                 // Close frame with status code 1009 when a message is too large". Checked from
-                // the declared length, before the payload is waited for or buffered.
+                // the declared length, before the payload is waited for or buffered. A
+                // fragmented message also has at most `fragments_max` frames, so a flood of
+                // empty fragments ends the same way instead of being read forever.
                 let room = self.message_bytes_max.saturating_sub(fragmented.len());
-                if header.payload_len > room as u64 {
+                let in_fragments = !header.fin || !matches!(fragmented, Fragmented::None);
+                let over_by_fragments = in_fragments && self.fragments >= self.fragments_max();
+                if header.payload_len > room as u64 || over_by_fragments {
                     return Err(self.too_big());
                 }
             }
@@ -293,6 +301,12 @@ impl WsConnection {
             (OpCode::Control(_), _) => {}
         }
         Ok(())
+    }
+
+    /// Frames one fragmented message may have: one per [`WS_FRAGMENT_CHARGE_BYTES`] of the
+    /// limit (4,096 for 64 KiB), and never fewer than [`WS_FRAGMENTS_MIN`].
+    fn fragments_max(&self) -> usize {
+        (self.message_bytes_max / WS_FRAGMENT_CHARGE_BYTES).max(WS_FRAGMENTS_MIN)
     }
 
     fn too_big(&self) -> WsError {
@@ -386,10 +400,12 @@ impl WsConnection {
                     data: payload,
                     utf8,
                 };
+                self.fragments = 1;
                 Ok(())
             }
             OpCode::Data(Data::Binary) => {
                 self.fragmented = Fragmented::Binary { data: payload };
+                self.fragments = 1;
                 Ok(())
             }
             OpCode::Data(Data::Continue) => self.handle_continuation(header.fin, payload, peek),
@@ -406,6 +422,7 @@ impl WsConnection {
         payload: Vec<u8>,
         peek: Option<Peek>,
     ) -> Result<(), WsError> {
+        self.fragments = if fin { 0 } else { self.fragments + 1 };
         let event = match std::mem::replace(&mut self.fragmented, Fragmented::None) {
             Fragmented::Text { mut data, mut utf8 } => {
                 data.extend_from_slice(&payload);
@@ -469,6 +486,7 @@ impl WsConnection {
         }
         self.state = State::Closed;
         self.fragmented = Fragmented::None;
+        self.fragments = 0;
         self.peek = None;
         self.events.push_back(Event::Close { code, reason });
         Ok(())
@@ -497,6 +515,7 @@ impl WsConnection {
         }
         self.state = State::Failed;
         self.fragmented = Fragmented::None;
+        self.fragments = 0;
         self.peek = None;
         self.error = Some(error);
     }

@@ -59,6 +59,12 @@ pub const WS_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// The payload of a control frame (close, ping, pong). RFC 6455 §5.5: "All control frames MUST
 /// have a payload length of 125 bytes or less".
 pub const WS_CONTROL_PAYLOAD_BYTES_MAX: usize = 125;
+/// A fragmented message may have one frame per this many bytes of the message limit (4,096
+/// frames under the 64 KiB default), so a flood of empty or one-byte fragments closes with
+/// 1009 like a message that is too big, instead of being read forever.
+pub const WS_FRAGMENT_CHARGE_BYTES: usize = 16;
+/// The fewest frames a fragmented message may have, however small the limit.
+pub const WS_FRAGMENTS_MIN: usize = 64;
 
 /// The reason text of a close frame: the control payload less its 2-byte status code.
 pub const WS_CLOSE_REASON_BYTES_MAX: usize = WS_CONTROL_PAYLOAD_BYTES_MAX - 2;

@@ -1651,3 +1651,80 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fragment floods (WS_FRAGMENT_CHARGE_BYTES)
+// ---------------------------------------------------------------------------------------------
+
+/// Feeds `input` whole, draining events; the events, and the error if the engine failed.
+fn feed_all(ws: &mut WsConnection, mut input: &[u8]) -> (Vec<Event>, Option<WsError>) {
+    let mut events = Vec::new();
+    loop {
+        match ws.handle_input(input) {
+            Ok(used) => {
+                while let Some(e) = ws.poll_event() {
+                    events.push(e);
+                }
+                if used == 0 {
+                    return (events, None);
+                }
+                input = &input[used..];
+            }
+            Err(e) => return (events, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_empty_fragments_closes_with_1009_at_the_limit() {
+    let mut ws = WsConnection::new(DEFAULT);
+    let allowed = DEFAULT / WS_FRAGMENT_CHARGE_BYTES;
+    let mut input = text(false, b"");
+    for _ in 1..allowed {
+        input.extend(cont(false, b""));
+    }
+    // Exactly at the limit: still reading.
+    let (events, error) = feed_all(&mut ws, &input);
+    assert!(events.is_empty() && error.is_none(), "{error:?}");
+    // One more empty fragment passes it.
+    let (_, error) = feed_all(&mut ws, &cont(false, b""));
+    assert_eq!(error, Some(too_big(DEFAULT)));
+    assert_eq!(ws.state(), State::Failed);
+}
+
+#[test]
+fn a_message_of_a_thousand_small_fragments_under_the_limit_is_whole() {
+    let mut ws = WsConnection::new(DEFAULT);
+    let mut input = text(false, b"0123456789");
+    for i in 1..1000 {
+        input.extend(cont(i == 999, b"0123456789"));
+    }
+    let (events, error) = feed_all(&mut ws, &input);
+    assert_eq!(error, None);
+    assert_eq!(events, vec![Event::Text("0123456789".repeat(1000))]);
+    // The count starts over with the next message, and one frame may use the whole limit.
+    let (events, error) = feed_all(&mut ws, &masked(true, BINARY, &binary_payload(DEFAULT)));
+    assert_eq!(error, None);
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn a_message_at_the_limit_in_two_fragments_is_whole() {
+    let mut ws = WsConnection::new(DEFAULT);
+    let half = binary_payload(DEFAULT / 2);
+    let input = [masked(false, BINARY, &half), cont(true, &half)].concat();
+    let (events, error) = feed_all(&mut ws, &input);
+    assert_eq!(error, None);
+    assert_eq!(events, vec![Event::Binary([half.clone(), half].concat())]);
+}
+
+#[test]
+fn a_tiny_limit_still_allows_the_minimum_of_fragments() {
+    let mut ws = WsConnection::new(16);
+    let mut input = text(false, b"");
+    for _ in 1..WS_FRAGMENTS_MIN {
+        input.extend(cont(false, b""));
+    }
+    assert_eq!(feed_all(&mut ws, &input).1, None);
+    assert_eq!(feed_all(&mut ws, &cont(false, b"")).1, Some(too_big(16)));
+}
