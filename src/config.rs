@@ -165,7 +165,7 @@ pub struct Config {
     #[arg(long, env = "RINGCHAT_WS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub ws_idle_timeout: Duration,
 
-    /// Origins allowed to open WebSockets: `same-host` (the request's own Host), `*`, or a
+    /// Origins allowed to open WebSockets and POST to /api/: `same-host` (the request's own Host), `*`, or a
     /// comma-separated list such as `https://chat.example.com,https://example.com`.
     #[arg(long, env = "RINGCHAT_ALLOWED_ORIGINS", default_value = "same-host", value_parser = parse_origins)]
     pub allowed_origins: AllowedOrigins,
