@@ -100,6 +100,9 @@ async fn drive(core: &Core, conn: &Conn) -> Option<(Vec<u8>, ws::Endpoint)> {
     // The first request's head is due within the header timeout of the accept.
     conn.set_timeout(settings.header_timeout);
     let mut head_clock_running = true;
+    // When the body being read must be complete (`--body-timeout` from the end of its head);
+    // a `100 Continue` written meanwhile runs under the send timeout, then this is restored.
+    let mut body_deadline = Instant::now();
 
     loop {
         let mut pos = 0;
@@ -178,7 +181,8 @@ async fn drive(core: &Core, conn: &Conn) -> Option<(Vec<u8>, ws::Endpoint)> {
                                     if expect && pos == input.len() {
                                         out.buf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                                     }
-                                    conn.set_timeout(settings.body_timeout);
+                                    body_deadline = Instant::now() + settings.body_timeout;
+                                    conn.set_deadline(Some(body_deadline));
                                     state = State::Body {
                                         decoder,
                                         head,
@@ -256,6 +260,9 @@ async fn drive(core: &Core, conn: &Conn) -> Option<(Vec<u8>, ws::Endpoint)> {
                 return None;
             }
             CoreMetrics::add(&metrics.bytes_out, len);
+            if matches!(state, State::Body { .. }) {
+                conn.set_deadline(Some(body_deadline));
+            }
         }
         match &ending {
             Ending::Open => {}
