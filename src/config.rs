@@ -115,7 +115,7 @@ pub struct Config {
     pub mysql_acquire_timeout: Duration,
 
     /// How long one MySQL statement may take, connecting included.
-    #[arg(long, env = "RINGCHAT_MYSQL_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "RINGCHAT_MYSQL_TIMEOUT", default_value = "1500ms", value_parser = parse_duration)]
     pub mysql_timeout: Duration,
 
     /// Keep sessions and messages in Redis: redis://[user:password@]host[:port][/db]

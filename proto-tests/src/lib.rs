@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+pub mod crash;
+
 /// How long a peer may take to start answering.
 pub const PEER_START_DEADLINE: Duration = Duration::from_secs(60);
 
