@@ -9,12 +9,7 @@
 //! and [`crate::MariaDb::kill9`] / [`crate::MariaDb::restart`]. Not here: network faults, disk
 //! faults, anything that needs privileges.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
-
-use crate::{RINGCHAT_START_DEADLINE, Ringchat, ringchat_binary};
+use crate::Ringchat;
 
 impl Ringchat {
     /// SIGKILL, as a crash would (no shutdown, no checkpoint, nothing flushed), and reaped.
@@ -32,53 +27,12 @@ impl Ringchat {
             self.child.try_wait().expect("wait for ringchat").is_some(),
             "ringchat is still running: kill9 or stop it first"
         );
-        self.child = spawn_at(
+        let (child, _) = Self::spawn(
             self.addr,
             self.static_dir.path(),
             self.data_dir.path(),
             &self.args,
         );
-    }
-}
-
-/// [`Ringchat`]'s start, listening on `addr` rather than on an ephemeral port; its log is
-/// echoed to stderr with a `[ringchat]` prefix.
-fn spawn_at(addr: SocketAddr, static_dir: &Path, data_dir: &Path, args: &[String]) -> Child {
-    let mut child = Command::new(ringchat_binary())
-        .arg("--listen")
-        .arg(addr.to_string())
-        .args(["--log-level", "info", "--static"])
-        .arg(static_dir)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringchat");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("[ringchat] {line}");
-            // The receiver goes away once the server listens; keep echoing.
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + RINGCHAT_START_DEADLINE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("listening") => return child,
-            Ok(_) => {}
-            Err(e) => {
-                let status = child.try_wait();
-                let _ = child.kill();
-                panic!("ringchat did not log `listening` on {addr} ({e}); exit status {status:?}");
-            }
-        }
+        self.child = child;
     }
 }

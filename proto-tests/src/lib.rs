@@ -8,13 +8,14 @@
 
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+pub mod chat_clients;
 pub mod crash;
 
 /// How long a peer may take to start answering.
@@ -411,7 +412,7 @@ pub fn ringchat_binary() -> PathBuf {
 /// (both temp dirs) and killed when dropped. The bound address is read from its `listening`
 /// log line; its log is echoed to stderr with a `[ringchat]` prefix.
 pub struct Ringchat {
-    pub addr: std::net::SocketAddr,
+    pub addr: SocketAddr,
     child: Child,
     args: Vec<String>,
     static_dir: tempfile::TempDir,
@@ -419,6 +420,9 @@ pub struct Ringchat {
 }
 
 impl Ringchat {
+    /// `--listen`'s address for an ephemeral port on loopback.
+    const EPHEMERAL: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+
     /// Starts with `--listen 127.0.0.1:0 --threads 2 --data-dir <temp> --static <temp>` and
     /// `extra` (which may give its own `--threads`).
     pub fn start(extra: &[&str]) -> Ringchat {
@@ -433,7 +437,7 @@ impl Ringchat {
         if !args.iter().any(|a| a == "--threads") {
             args.extend(["--threads".to_string(), "2".to_string()]);
         }
-        let (child, addr) = Self::spawn(static_dir.path(), data_dir.path(), &args);
+        let (child, addr) = Self::spawn(Self::EPHEMERAL, static_dir.path(), data_dir.path(), &args);
         Ringchat {
             addr,
             child,
@@ -443,9 +447,19 @@ impl Ringchat {
         }
     }
 
-    fn spawn(static_dir: &Path, data_dir: &Path, args: &[String]) -> (Child, std::net::SocketAddr) {
+    /// Starts the binary listening on `listen` (port 0: an ephemeral one) with the static root,
+    /// data directory and flags given; returns once it logs `listening`, with the address that
+    /// line names.
+    fn spawn(
+        listen: SocketAddr,
+        static_dir: &Path,
+        data_dir: &Path,
+        args: &[String],
+    ) -> (Child, SocketAddr) {
         let mut child = Command::new(ringchat_binary())
-            .args(["--listen", "127.0.0.1:0", "--log-level", "info", "--static"])
+            .arg("--listen")
+            .arg(listen.to_string())
+            .args(["--log-level", "info", "--static"])
             .arg(static_dir)
             .arg("--data-dir")
             .arg(data_dir)
@@ -474,7 +488,9 @@ impl Ringchat {
                 Err(e) => {
                     let status = child.try_wait();
                     let _ = child.kill();
-                    panic!("ringchat did not log `listening` ({e}); exit status {status:?}");
+                    panic!(
+                        "ringchat did not log `listening` on {listen} ({e}); exit status {status:?}"
+                    );
                 }
             };
             if line.contains("listening")
@@ -526,7 +542,12 @@ impl Ringchat {
     /// address changes.
     pub fn restart(&mut self) {
         self.stop();
-        let (child, addr) = Self::spawn(self.static_dir.path(), self.data_dir.path(), &self.args);
+        let (child, addr) = Self::spawn(
+            Self::EPHEMERAL,
+            self.static_dir.path(),
+            self.data_dir.path(),
+            &self.args,
+        );
         self.child = child;
         self.addr = addr;
     }

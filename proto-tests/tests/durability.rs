@@ -42,165 +42,38 @@
 //! bounds are RELIABILITY.md's, asserted as they are (only the p99 comparison has a slack); a
 //! peer "answers again" when it answers the harness's readiness probe, polled every 20 ms.
 //!
-//! The clients are the ones of tests/scale_out.rs (blocking sockets, a reader thread per
-//! connection that answers pings and records events, a poster thread per client with one batch
-//! in flight), with paced posting, and a connection attempt that fails instead of panicking
-//! (reconnecting after a kill). Sign-up, the upgrade and the frames are the root crate's
-//! tests/common/chat_client.rs; killing and restarting ringchat on its own address is
-//! `ringchat_proto_tests::crash`.
+//! The clients are `ringchat_proto_tests::chat_clients`, shared with tests/scale_out.rs
+//! (blocking sockets, a reader thread per connection that answers pings and records events, a
+//! poster thread per client with one batch in flight), here with paced posting and connection
+//! attempts that fail instead of panicking (reconnecting after a kill); killing and restarting
+//! ringchat on its own address is `ringchat_proto_tests::crash`.
 
-#[path = "../../tests/common/chat_client.rs"]
-mod chat_client;
-
-use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use chat_client::{
-    PASSWORD, id_key, masked_frame, post_json, read_frame, read_head, sign_up, upgrade_request,
+use ringchat_proto_tests::chat_clients::{
+    Batch, Client, Conn, Msg, Outcome, PAGE, PASSWORD, Pace, Poster, QUIET, ROOMS, Room,
+    ack_latencies, assert_matches_store, assert_no_surprises, assert_none_refused,
+    assert_only_store_unavailable, catch_up, check_sequence, hello_rooms, id_key, one_at_a_time,
+    percentile, percentiles, post_json, settle_and_check, sign_up, start_ringchat, stream,
 };
-use ringchat_proto_tests::{MariaDb, Redis, Ringchat};
+use ringchat_proto_tests::{MariaDb, Redis};
 
-const ROOMS: [&str; 2] = ["a", "b"];
-const ROOMS_FLAG: &str = "a:A,b:B";
-
-/// Connecting, the upgrade, the `hello`, a `roomHistory` page, a Redis reply.
-const IO_DEADLINE: Duration = Duration::from_secs(10);
-/// One batch's acknowledgement or error event (the server's `--redis-timeout` is 2 s).
-const ANSWER_DEADLINE: Duration = Duration::from_secs(20);
+/// A killed server's connections ending.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 /// Everything stored has reached every client; a recovery that should take seconds.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
-/// After every client has all it should, a pause in which a duplicate would show up.
-const QUIET: Duration = Duration::from_millis(300);
-/// What `hello` and one `roomHistory` page hold.
-const PAGE: usize = 100;
-/// A client waits this long between failed connection attempts (a web client retries at once;
-/// this only keeps the refused attempts from filling the log).
-const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+/// Every sender posts a batch every 20 ms at most.
+const PACE: Pace = Pace::Interval(Duration::from_millis(20));
 
 // ---------------------------------------------------------------------------------------------
-// Set-up.
-
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Held for a test's whole run, its peers' start included: a MariaDB bootstrap takes a core
-/// for a second or so, which would show in another test's latencies.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One instance with the test rooms on two cores; `store` selects the backend (nothing: the
-/// embedded store in the harness's `--data-dir`).
-fn start_ringchat(store: &[&str]) -> Ringchat {
-    let mut args = vec![
-        "--rooms",
-        ROOMS_FLAG,
-        "--threads",
-        "2",
-        // All sign-ups come from 127.0.0.1.
-        "--signups-per-hour",
-        "1000",
-    ];
-    args.extend_from_slice(store);
-    Ringchat::start(&args)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redis from the outside: a few commands over RESP2, for the streams as Redis holds them.
-
-#[derive(Debug)]
-enum Resp {
-    Text(Vec<u8>),
-    Integer(i64),
-    Nil,
-    Array(Vec<Resp>),
-}
-
-fn read_resp(r: &mut impl BufRead) -> Resp {
-    let mut line = Vec::new();
-    r.read_until(b'\n', &mut line).expect("read a Redis reply");
-    let text = String::from_utf8_lossy(&line);
-    let body = text
-        .strip_suffix("\r\n")
-        .unwrap_or_else(|| panic!("truncated Redis reply {text:?}"));
-    let number = || -> i64 {
-        body[1..]
-            .parse()
-            .unwrap_or_else(|_| panic!("bad Redis reply {text:?}"))
-    };
-    match body.as_bytes().first() {
-        Some(b'+') => Resp::Text(body.as_bytes()[1..].to_vec()),
-        Some(b'-') => panic!("Redis error: {body}"),
-        Some(b':') => Resp::Integer(number()),
-        Some(b'$') if number() < 0 => Resp::Nil,
-        Some(b'$') => {
-            let mut bytes = vec![0u8; number() as usize + 2];
-            r.read_exact(&mut bytes).expect("read a bulk string");
-            bytes.truncate(bytes.len() - 2);
-            Resp::Text(bytes)
-        }
-        Some(b'*') if number() < 0 => Resp::Nil,
-        Some(b'*') => Resp::Array((0..number()).map(|_| read_resp(r)).collect()),
-        _ => panic!("unexpected Redis reply {text:?}"),
-    }
-}
-
-fn redis_command(port: u16, args: &[&str]) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis-server");
-    s.set_read_timeout(Some(IO_DEADLINE)).unwrap();
-    let mut command = format!("*{}\r\n", args.len());
-    for arg in args {
-        command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    s.write_all(command.as_bytes()).unwrap();
-    read_resp(&mut BufReader::new(s))
-}
-
-fn text(value: &Resp) -> String {
-    match value {
-        Resp::Text(bytes) => String::from_utf8(bytes.clone()).expect("UTF-8"),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
-/// A room as the store holds it: (message id, content), oldest first.
-type Room = Vec<(String, String)>;
-
-/// A room's stream, read with XRANGE.
-fn stream(port: u16, room: usize) -> Room {
-    let Resp::Array(entries) = redis_command(port, &["XRANGE", ROOMS[room], "-", "+"]) else {
-        panic!("XRANGE did not answer an array");
-    };
-    entries
-        .iter()
-        .map(|entry| {
-            let Resp::Array(parts) = entry else {
-                panic!("bad entry {entry:?}")
-            };
-            let Resp::Array(fields) = &parts[1] else {
-                panic!("bad entry {entry:?}")
-            };
-            assert_eq!(text(&fields[0]), "payload", "{entry:?}");
-            let payload: Value = serde_json::from_str(&text(&fields[1])).expect("payload JSON");
-            let content = payload["content"].as_str().expect("content").to_string();
-            (text(&parts[0]), content)
-        })
-        .collect()
-}
-
-fn stream_lengths(port: u16) -> [usize; 2] {
-    [0, 1].map(|room| match redis_command(port, &["XLEN", ROOMS[room]]) {
-        Resp::Integer(n) => n as usize,
-        other => panic!("XLEN: {other:?}"),
-    })
-}
+// The store read back from the outside, and the set check.
 
 /// A room as the embedded store holds it, read from its SQLite file (the server stopped: it
 /// holds an exclusive lock while it runs).
@@ -220,17 +93,24 @@ fn embedded_room(data_dir: &Path, room: usize) -> Room {
         .expect("read messages")
 }
 
-// ---------------------------------------------------------------------------------------------
-// The set check.
-
+/// The set check: attempted = every content `batches` wrote, whatever answered them;
+/// acknowledged = every content that came back in `serverMessages` to any of `conns`.
 /// lost = acknowledged − read back, unexpected = read back − attempted, duplicates = read back
 /// more than once: prints the figures and asserts all three are empty.
-fn set_check(
+fn set_check<'a>(
     what: &str,
-    attempted: &HashSet<String>,
-    acknowledged: &HashSet<String>,
+    batches: impl IntoIterator<Item = &'a Batch>,
+    conns: &[Arc<Conn>],
     read_back: &[Room; 2],
 ) {
+    let attempted: HashSet<String> = batches
+        .into_iter()
+        .flat_map(|b| b.contents.iter().cloned())
+        .collect();
+    let mut acknowledged: HashSet<String> = HashSet::new();
+    for conn in conns {
+        conn.with(|s| acknowledged.extend(s.contents.iter().cloned()));
+    }
     let mut stored: HashSet<&str> = HashSet::new();
     let mut duplicates: Vec<&str> = Vec::new();
     for (_, content) in read_back.iter().flatten() {
@@ -276,726 +156,23 @@ fn set_check(
     );
 }
 
-// ---------------------------------------------------------------------------------------------
-// WebSocket chat connections.
-
-/// A chat message as a client shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Msg {
-    id: String,
-    user: String,
-    content: String,
-}
-
-fn message(v: &Value) -> Msg {
-    Msg {
-        id: v["id"].as_str().unwrap_or_else(|| panic!("id: {v}")).into(),
-        user: v["user"]["username"]
-            .as_str()
-            .unwrap_or_else(|| panic!("username: {v}"))
-            .into(),
-        content: v["content"]
-            .as_str()
-            .unwrap_or_else(|| panic!("content: {v}"))
-            .into(),
-    }
-}
-
-fn room_index(id: &Value) -> Option<usize> {
-    ROOMS.iter().position(|r| id.as_str() == Some(r))
-}
-
-/// One whole, masked frame.
-fn write_frame(s: &mut TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
-    s.write_all(&masked_frame(true, opcode, payload))
-}
-
-/// One whole frame: (opcode, payload). The server sends every event as one unfragmented frame.
-fn read_whole_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
-    let (fin, opcode, payload) = read_frame(r)?;
-    if !fin || opcode == 0 {
-        return Err(io::Error::other("a fragmented frame from the server"));
-    }
-    Ok((opcode, payload))
-}
-
-/// What one connection received after its `hello`.
-#[derive(Default)]
-struct Seen {
-    /// `serverMessages`, per room, in arrival order.
-    rooms: [Vec<Msg>; 2],
-    /// When each of `rooms`' messages arrived.
-    arrived: [Vec<Instant>; 2],
-    /// Every content in `rooms`: what this connection acknowledges.
-    contents: HashSet<String>,
-    /// Error events and when they came.
-    errors: Vec<(Instant, Value)>,
-    /// `roomHistory` payloads, in arrival order.
-    histories: Vec<Value>,
-    /// Anything else (a second `hello`, an unknown event, a bad frame).
-    unexpected: Vec<String>,
-    /// Why the connection ended, once it has, and when.
-    closed: Option<(Instant, String)>,
-}
-
-impl Seen {
-    fn counts(&self) -> [usize; 2] {
-        [self.rooms[0].len(), self.rooms[1].len()]
-    }
-}
-
-/// A chat WebSocket with a reader thread; the socket is shut down when dropped.
-struct Conn {
-    hello: Value,
-    seen: Arc<(Mutex<Seen>, Condvar)>,
-    writer: Arc<Mutex<TcpStream>>,
-}
-
-impl Conn {
-    /// Upgrades with the session cookie and reads the `hello`.
-    fn open(addr: SocketAddr, cookie: &str) -> Arc<Conn> {
-        Self::try_open(addr, cookie).unwrap_or_else(|e| panic!("{addr}: {e}"))
-    }
-
-    /// Like [`Conn::open`], but a refused connection, a failed upgrade or a close instead of
-    /// `hello` is an error: what a reconnecting client sees while the server is down.
-    fn try_open(addr: SocketAddr, cookie: &str) -> io::Result<Arc<Conn>> {
-        let mut s = TcpStream::connect_timeout(&addr, IO_DEADLINE)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(IO_DEADLINE))?;
-        s.set_write_timeout(Some(IO_DEADLINE))?;
-        let request = upgrade_request(addr, "/api/ws", &format!("Cookie: {cookie}\r\n"));
-        s.write_all(request.as_bytes())?;
-        let head = read_head(&mut s)?;
-        if !head.starts_with("HTTP/1.1 101 ") {
-            return Err(io::Error::other(format!("upgrade refused: {head}")));
-        }
-        let mut reader = BufReader::new(s.try_clone()?);
-        let hello: Value = loop {
-            let (op, payload) = read_whole_frame(&mut reader)?;
-            match op {
-                9 => write_frame(&mut s, 10, &payload)?,
-                1 => break serde_json::from_slice(&payload).map_err(io::Error::other)?,
-                _ => {
-                    return Err(io::Error::other(format!(
-                        "expected hello, got opcode {op}: {}",
-                        String::from_utf8_lossy(&payload)
-                    )));
-                }
-            }
-        };
-        if hello["type"] != "hello" {
-            return Err(io::Error::other(format!("expected hello, got {hello}")));
-        }
-        // The reader blocks until the server or `Drop` ends the connection.
-        s.set_read_timeout(None)?;
-        let writer = Arc::new(Mutex::new(s));
-        let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
-        let (w, r) = (writer.clone(), seen.clone());
-        thread::spawn(move || read_events(reader, &w, &r));
-        Ok(Arc::new(Conn {
-            hello,
-            seen,
-            writer,
-        }))
-    }
-
-    /// Connection attempts every [`RECONNECT_PAUSE`] until one gets its `hello`, or
-    /// `deadline`; the connection and how many attempts failed.
-    fn reconnect(addr: SocketAddr, cookie: &str, deadline: Instant) -> (Arc<Conn>, usize) {
-        let mut failed = 0;
-        loop {
-            match Self::try_open(addr, cookie) {
-                Ok(conn) => return (conn, failed),
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "{addr}: no connection by the deadline ({failed} attempts): {e}"
-                    );
-                    failed += 1;
-                    thread::sleep(RECONNECT_PAUSE);
-                }
-            }
-        }
-    }
-
-    fn send(&self, text: &str) -> io::Result<()> {
-        write_frame(&mut self.writer.lock().unwrap(), 1, text.as_bytes())
-    }
-
-    fn post(&self, room: usize, contents: &[String]) -> io::Result<()> {
-        let messages: Vec<Value> = contents.iter().map(|c| json!({ "content": c })).collect();
-        self.send(
-            &json!({"type": "clientMessages",
-                    "payload": {"roomId": ROOMS[room], "messages": messages}})
-            .to_string(),
-        )
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
-        f(&self.seen.0.lock().unwrap())
-    }
-
-    /// Waits until `ready` says something, or `deadline`.
-    fn wait_for<T>(
-        &self,
-        deadline: Instant,
-        mut ready: impl FnMut(&Seen) -> Option<T>,
-    ) -> Option<T> {
-        let (lock, changed) = &*self.seen;
-        let mut seen = lock.lock().unwrap();
-        loop {
-            if let Some(value) = ready(&seen) {
-                return Some(value);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            seen = changed.wait_timeout(seen, left).unwrap().0;
-        }
-    }
-
-    /// Waits until it holds at least `at_least` messages per room, or `deadline`; whether it does.
-    fn wait_for_counts(&self, deadline: Instant, at_least: [usize; 2]) -> bool {
-        self.wait_for(deadline, |s| {
-            let c = s.counts();
-            (c[0] >= at_least[0] && c[1] >= at_least[1]).then_some(())
-        })
-        .is_some()
-    }
-
-    /// `requestRoomHistory` before `first_id`: the page (newest first) and `hasMoreMessages`.
-    fn history(&self, room: usize, first_id: &str) -> (Vec<Msg>, bool) {
-        let asked = self.with(|s| s.histories.len());
-        self.send(
-            &json!({"type": "requestRoomHistory",
-                    "payload": {"roomId": ROOMS[room], "firstMessageId": first_id}})
-            .to_string(),
-        )
-        .expect("send requestRoomHistory");
-        let page = self
-            .wait_for(Instant::now() + IO_DEADLINE, |s| {
-                s.histories.get(asked).cloned()
-            })
-            .unwrap_or_else(|| panic!("no roomHistory for {} before {first_id}", ROOMS[room]));
-        assert_eq!(page["roomId"], ROOMS[room], "{page}");
-        let messages = page["messages"].as_array().expect("messages");
-        (
-            messages.iter().map(message).collect(),
-            page["hasMoreMessages"].as_bool().expect("hasMoreMessages"),
-        )
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let Ok(s) = self.writer.lock() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-/// The reader thread: records events, answers pings, ends with the connection.
-fn read_events(
-    mut reader: BufReader<TcpStream>,
-    writer: &Mutex<TcpStream>,
-    seen: &(Mutex<Seen>, Condvar),
-) {
-    let (lock, changed) = seen;
-    let why = loop {
-        let (op, payload) = match read_whole_frame(&mut reader) {
-            Ok(frame) => frame,
-            Err(e) => break format!("read: {e}"),
-        };
-        match op {
-            1 => {}
-            8 => {
-                let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                break format!(
-                    "close frame {code:?} {}",
-                    String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
-                );
-            }
-            9 => {
-                let _ = write_frame(&mut writer.lock().unwrap(), 10, &payload);
-                continue;
-            }
-            10 => continue,
-            _ => {
-                lock.lock().unwrap().unexpected.push(format!("opcode {op}"));
-                continue;
-            }
-        }
-        let now = Instant::now();
-        let text = String::from_utf8_lossy(&payload).into_owned();
-        let event: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let mut s = lock.lock().unwrap();
-        let room = room_index(&event["payload"]["roomId"]);
-        match (event["type"].as_str(), room) {
-            (Some("serverMessages"), Some(room)) => {
-                for m in event["payload"]["messages"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    let m = message(m);
-                    s.contents.insert(m.content.clone());
-                    s.rooms[room].push(m);
-                    s.arrived[room].push(now);
-                }
-            }
-            (Some("roomHistory"), _) => s.histories.push(event["payload"].clone()),
-            (Some("error"), _) => s.errors.push((now, event["payload"].clone())),
-            _ => s.unexpected.push(text),
-        }
-        changed.notify_all();
-    };
-    lock.lock().unwrap().closed = Some((Instant::now(), why));
-    changed.notify_all();
-}
-
-/// `hello`'s rooms: (id, messages newest first, hasMoreMessages).
-fn hello_rooms(hello: &Value) -> Vec<(String, Vec<Msg>, bool)> {
-    hello["payload"]["rooms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("hello without rooms: {hello}"))
+/// Each connection with its client's name, for [`settle_and_check`].
+fn by_name<'a>(names: &'a [String], conns: &'a [Arc<Conn>]) -> Vec<(&'a str, &'a Conn)> {
+    names
         .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().expect("room id").to_string(),
-                r["messages"]
-                    .as_array()
-                    .expect("messages")
-                    .iter()
-                    .map(message)
-                    .collect(),
-                r["hasMoreMessages"].as_bool().expect("hasMoreMessages"),
-            )
-        })
+        .map(String::as_str)
+        .zip(conns.iter().map(|c| &**c))
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Posting.
-
-/// An account and the batches it posted so far (their numbers make contents unique).
-struct Client {
-    name: String,
-    cookie: String,
-    batches: AtomicU64,
-}
-
-impl Client {
-    /// Signs up every name, all at once.
-    fn sign_up_all(addr: SocketAddr, names: &[String]) -> Vec<Arc<Client>> {
-        thread::scope(|scope| {
-            let handles: Vec<_> = names
-                .iter()
-                .map(|name| scope.spawn(move || sign_up(addr, name)))
-                .collect();
-            handles
-                .into_iter()
-                .zip(names)
-                .map(|(h, name)| {
-                    Arc::new(Client {
-                        name: name.clone(),
-                        cookie: h.join().expect("sign-up"),
-                        batches: AtomicU64::new(0),
-                    })
-                })
-                .collect()
-        })
-    }
-
-    /// The next batch: rooms alternate, 1 to `size_max` messages, each content
-    /// `<name> <room> <batch>.<index>`.
-    fn next_batch(&self, size_max: usize) -> (usize, Vec<String>) {
-        let n = self.batches.fetch_add(1, Ordering::Relaxed);
-        let room = (n % 2) as usize;
-        let size = 1 + (n / 2) as usize % size_max;
-        let contents = (0..size)
-            .map(|j| format!("{} {} {n}.{j}", self.name, ROOMS[room]))
-            .collect();
-        (room, contents)
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Outcome {
-    /// Every message came back in `serverMessages` (the last one at this instant).
-    Acked(Instant),
-    /// An error event came first (at this instant).
-    Refused(Instant),
-    /// Neither within [`ANSWER_DEADLINE`].
-    Unanswered,
-    /// The connection ended first (the batch may have been stored or not).
-    Lost,
-}
-
-#[derive(Clone, Debug)]
-struct Batch {
-    contents: Vec<String>,
-    sent: Instant,
-    outcome: Outcome,
-}
-
-impl Batch {
-    /// When the answer came: an acknowledgement or an error event.
-    fn answered(&self) -> Option<Instant> {
-        match self.outcome {
-            Outcome::Acked(at) | Outcome::Refused(at) => Some(at),
-            Outcome::Unanswered | Outcome::Lost => None,
-        }
-    }
-}
-
-/// Sends one `clientMessages` event and waits for what answers it.
-fn post_batch(conn: &Conn, room: usize, contents: Vec<String>) -> Batch {
-    let errors_before = conn.with(|s| s.errors.len());
-    let sent = Instant::now();
-    if conn.post(room, &contents).is_err() {
-        return Batch {
-            contents,
-            sent,
-            outcome: Outcome::Lost,
-        };
-    }
-    let outcome = conn
-        .wait_for(sent + ANSWER_DEADLINE, |s| {
-            if contents.iter().all(|c| s.contents.contains(c)) {
-                Some(Outcome::Acked(Instant::now()))
-            } else if let Some((at, _)) = s.errors.get(errors_before) {
-                Some(Outcome::Refused(*at))
-            } else {
-                s.closed.as_ref().map(|_| Outcome::Lost)
-            }
-        })
-        .unwrap_or(Outcome::Unanswered);
-    Batch {
-        contents,
-        sent,
-        outcome,
-    }
-}
-
-/// A thread posting for one connection, one batch in flight, a batch every `interval` at most
-/// (the next waits for the answer to the last), until stopped or the connection ends.
-struct Poster {
-    stop: Arc<AtomicBool>,
-    log: Arc<Mutex<Vec<Batch>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Poster {
-    fn paced(client: &Arc<Client>, conn: &Arc<Conn>, interval: Duration, size_max: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (client, conn, stopped, logged) =
-            (client.clone(), conn.clone(), stop.clone(), log.clone());
-        let thread = thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                let (room, contents) = client.next_batch(size_max);
-                let batch = post_batch(&conn, room, contents);
-                let next = batch.sent + interval;
-                let lost = matches!(batch.outcome, Outcome::Lost);
-                logged.lock().unwrap().push(batch);
-                if lost {
-                    break;
-                }
-                thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-        });
-        Poster {
-            stop,
-            log,
-            thread: Some(thread),
-        }
-    }
-
-    /// The first acknowledgement of a batch sent at or after `since`.
-    fn first_ack_since(&self, since: Instant) -> Option<Instant> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|b| b.sent >= since)
-            .find_map(|b| match b.outcome {
-                Outcome::Acked(at) => Some(at),
-                _ => None,
-            })
-    }
-
-    /// Stops after the batch in flight (or when its connection ended); everything it posted.
-    fn finish(mut self) -> Vec<Batch> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().expect("poster thread");
-        }
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Poster {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Every content the batches wrote, whatever answered them.
-fn attempted<'a>(batches: impl IntoIterator<Item = &'a Batch>) -> HashSet<String> {
-    batches
-        .into_iter()
-        .flat_map(|b| b.contents.iter().cloned())
-        .collect()
-}
-
-/// Every content that came back in `serverMessages` to any of `conns`.
-fn acknowledged<'a>(conns: impl IntoIterator<Item = &'a Arc<Conn>>) -> HashSet<String> {
-    let mut all = HashSet::new();
-    for conn in conns {
-        conn.with(|s| all.extend(s.contents.iter().cloned()));
-    }
-    all
-}
-
-/// Durations at the 50th, 99th percentile and the largest, for printing.
-fn percentiles(mut durations: Vec<Duration>) -> String {
-    if durations.is_empty() {
-        return "none".into();
-    }
-    durations.sort();
-    format!(
-        "p50 {:?}, p99 {:?}, max {:?} (n={})",
-        percentile(&durations, 50),
-        percentile(&durations, 99),
-        durations[durations.len() - 1],
-        durations.len()
-    )
-}
-
-/// The `p`th percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
 /// Sent to acknowledged, of the acknowledged batches sent in `[from, to)`, sorted.
-fn ack_latencies(batches: &[&Batch], from: Instant, to: Instant) -> Vec<Duration> {
-    let mut latencies: Vec<Duration> = batches
-        .iter()
-        .filter(|b| b.sent >= from && b.sent < to)
-        .filter_map(|b| match b.outcome {
-            Outcome::Acked(at) => Some(at - b.sent),
-            _ => None,
-        })
-        .collect();
-    latencies.sort();
-    latencies
-}
-
-/// Polls `ready` every 5 ms until it holds or `deadline`; whether it held.
-fn poll_until(deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
-    loop {
-        if ready() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checks of what clients saw.
-
-/// A content's parts: (sender, room, the sender's own order key).
-fn parse_content(content: &str) -> (&str, &str, (u64, u64)) {
-    let mut parts = content.split(' ');
-    let (Some(user), Some(room), Some(order), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        panic!("a content this test did not post: {content:?}");
-    };
-    let (n, j) = order.split_once('.').unwrap_or((order, "0"));
-    let key = (
-        n.parse()
-            .unwrap_or_else(|_| panic!("bad content {content:?}")),
-        j.parse()
-            .unwrap_or_else(|_| panic!("bad content {content:?}")),
-    );
-    (user, room, key)
-}
-
-/// One room as one client saw it: ids strictly increasing (so none twice), each content once,
-/// shown with its sender's name, in its room, and each sender's messages in the order it sent
-/// them (a sender has one batch in flight at a time).
-fn check_sequence(who: &str, room: usize, messages: &[Msg]) {
-    for pair in messages.windows(2) {
-        assert!(
-            id_key(&pair[0].id) < id_key(&pair[1].id),
-            "{who}, room {}: id {} then {} ({:?} then {:?})",
-            ROOMS[room],
-            pair[0].id,
-            pair[1].id,
-            pair[0].content,
-            pair[1].content
-        );
-    }
-    let mut contents = HashSet::new();
-    let mut last_by_sender: HashMap<&str, (u64, u64)> = HashMap::new();
-    for m in messages {
-        assert!(
-            contents.insert(m.content.as_str()),
-            "{who}, room {}: {:?} twice",
-            ROOMS[room],
-            m.content
-        );
-        let (user, in_room, key) = parse_content(&m.content);
-        assert_eq!(m.user, user, "{who}: {m:?} shown under another name");
-        assert_eq!(in_room, ROOMS[room], "{who}: {m:?} in the wrong room");
-        if let Some(before) = last_by_sender.insert(user, key) {
-            assert!(
-                before < key,
-                "{who}, room {}: {user}'s messages out of the order sent: {before:?} then {m:?}",
-                ROOMS[room]
-            );
-        }
-    }
-}
-
-/// A client's room equals the store's: same ids, same contents, same order (no gap, no
-/// duplicate).
-fn assert_matches_store(who: &str, room: usize, messages: &[Msg], stored: &Room) {
-    let got: Vec<(&str, &str)> = messages
-        .iter()
-        .map(|m| (m.id.as_str(), m.content.as_str()))
-        .collect();
-    let want: Vec<(&str, &str)> = stored
-        .iter()
-        .map(|(id, content)| (id.as_str(), content.as_str()))
-        .collect();
-    if got != want {
-        let at = got
+fn ack_latencies_between(batches: &[&Batch], from: Instant, to: Instant) -> Vec<Duration> {
+    ack_latencies(
+        batches
             .iter()
-            .zip(&want)
-            .position(|(g, w)| g != w)
-            .unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{who}, room {}: {} messages, the store {}; first difference at {at}: got {:?}, \
-             stored {:?}",
-            ROOMS[room],
-            got.len(),
-            want.len(),
-            got.get(at),
-            want.get(at)
-        );
-    }
-}
-
-fn assert_no_surprises(who: &str, conn: &Conn, histories_asked: bool) {
-    conn.with(|s| {
-        assert!(
-            s.unexpected.is_empty(),
-            "{who}: unexpected events {:?}",
-            s.unexpected
-        );
-        assert!(
-            histories_asked || s.histories.is_empty(),
-            "{who}: unrequested roomHistory"
-        );
-    });
-}
-
-/// Catches a reconnected client up on one room: `hello`'s page, then older pages until they
-/// reach the last message it had; returns what it missed (oldest first) and the pages asked.
-/// The pages must contain that last message (else there would be a hole) and agree with what it
-/// had where they overlap.
-fn catch_up(who: &str, conn: &Conn, room: usize, had: &[Msg]) -> (Vec<Msg>, usize) {
-    let (id, mut page, mut more) = hello_rooms(&conn.hello).swap_remove(room);
-    assert_eq!(id, ROOMS[room]);
-    page.reverse();
-    let mut fetched = page; // oldest first
-    let last = had.last().map(|m| id_key(&m.id));
-    assert!(
-        last.is_some(),
-        "{who}: had nothing before, so nothing to resume from"
-    );
-    let mut pages = 0;
-    while more && fetched.first().map(|m| id_key(&m.id)) > last {
-        let (mut older, has_more) = conn.history(room, &fetched[0].id);
-        pages += 1;
-        assert!(
-            older.len() == PAGE || !has_more,
-            "{who}: a short page ({}) with more to come",
-            older.len()
-        );
-        older.reverse();
-        older.append(&mut fetched);
-        fetched = older;
-        more = has_more;
-    }
-    let at = fetched
-        .iter()
-        .position(|m| Some(id_key(&m.id)) == last)
-        .unwrap_or_else(|| {
-            panic!(
-                "{who}, room {}: the last message it had ({last:?}) is not in the history \
-                 (oldest fetched {:?}): a hole",
-                ROOMS[room],
-                fetched.first()
-            )
-        });
-    let overlap = (at + 1).min(had.len());
-    assert_eq!(
-        &fetched[at + 1 - overlap..=at],
-        &had[had.len() - overlap..],
-        "{who}, room {}: history disagrees with what it received",
-        ROOMS[room]
-    );
-    (fetched[at + 1..].to_vec(), pages)
-}
-
-/// Waits until each connection holds, per room, as many messages as the stream, then through a
-/// quiet period in which nothing more may arrive; returns the streams. Posting must have
-/// stopped.
-fn settle_on_streams(redis_port: u16, conns: &[(&str, &Arc<Conn>)]) -> [Room; 2] {
-    let deadline = Instant::now() + DELIVERY_DEADLINE;
-    loop {
-        let lengths = stream_lengths(redis_port);
-        for (who, conn) in conns {
-            if !conn.wait_for_counts(deadline, lengths) {
-                let (counts, closed) = conn.with(|s| (s.counts(), s.closed.clone()));
-                panic!(
-                    "{who}: {counts:?} messages per room after {DELIVERY_DEADLINE:?}, the \
-                     streams hold {lengths:?}; connection ended: {closed:?}"
-                );
-            }
-        }
-        thread::sleep(QUIET);
-        // Nothing may have been stored meanwhile: posting has stopped.
-        if stream_lengths(redis_port) == lengths {
-            return [0, 1].map(|r| stream(redis_port, r));
-        }
-        assert!(Instant::now() < deadline, "the streams keep growing");
-    }
-}
-
-/// Refused batches' error events all say the store is unavailable.
-fn assert_only_store_unavailable(conns: &[Arc<Conn>]) -> HashMap<String, usize> {
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    for conn in conns {
-        conn.with(|s| {
-            for (_, e) in &s.errors {
-                let id = e["id"].as_str().unwrap_or("(no id)").to_string();
-                *ids.entry(id).or_default() += 1;
-            }
-        });
-    }
-    for id in ids.keys() {
-        assert_eq!(id, "STORE_UNAVAILABLE", "error events: {ids:?}");
-    }
-    ids
+            .copied()
+            .filter(|b| b.sent >= from && b.sent < to),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1007,9 +184,8 @@ const REDIS_DOWN: Duration = Duration::from_millis(300);
 /// Steady traffic between one recovery and the next kill.
 const REDIS_UP: Duration = Duration::from_millis(700);
 const SENDERS_1: usize = 8;
-/// 8 senders, a batch of 1 to 4 messages (2.5 on average) every 20 ms each: 1,000 messages/s
-/// offered, when the acknowledgements keep up.
-const INTERVAL_1: Duration = Duration::from_millis(20);
+/// 8 senders, a batch of 1 to 4 messages (2.5 on average) every 20 ms each ([`PACE`]): 1,000
+/// messages/s offered, when the acknowledgements keep up.
 const BATCH_MAX_1: usize = 4;
 /// RELIABILITY.md: "senders get an error within 1 s while it is down".
 const REFUSAL_MAX: Duration = Duration::from_secs(1);
@@ -1037,16 +213,9 @@ fn redis_killed_ten_times_under_load_loses_nothing_acknowledged() {
     let addr = ringchat.addr;
 
     let names: Vec<String> = (0..SENDERS_1).map(|i| format!("redis{i:02}")).collect();
-    let clients = Client::sign_up_all(addr, &names);
-    let conns: Vec<Arc<Conn>> = clients
-        .iter()
-        .map(|c| Conn::open(addr, &c.cookie))
-        .collect();
-    let posters: Vec<Poster> = clients
-        .iter()
-        .zip(&conns)
-        .map(|(client, conn)| Poster::paced(client, conn, INTERVAL_1, BATCH_MAX_1))
-        .collect();
+    let clients = Client::sign_up_all(&[addr], &names);
+    let conns = Client::open_all(&[addr], &clients);
+    let posters = Poster::start_all(&clients, &conns, PACE, BATCH_MAX_1);
     assert!(
         conns[0].wait_for_counts(Instant::now() + DELIVERY_DEADLINE, [200, 200]),
         "no traffic: {:?}",
@@ -1066,11 +235,7 @@ fn redis_killed_ten_times_under_load_loses_nothing_acknowledged() {
             .iter()
             .zip(&names)
             .map(|(poster, name)| {
-                let mut first = None;
-                poll_until(up + DELIVERY_DEADLINE, || {
-                    first = poster.first_ack_since(up);
-                    first.is_some()
-                });
+                let first = poster.first_ack_since(up, up + DELIVERY_DEADLINE);
                 let first = first.unwrap_or_else(|| {
                     panic!(
                         "kill {}: {name} had nothing acknowledged within {DELIVERY_DEADLINE:?} \
@@ -1097,16 +262,11 @@ fn redis_killed_ten_times_under_load_loses_nothing_acknowledged() {
     let batches: Vec<&Batch> = all.iter().flatten().collect();
 
     // Delivery: every connection holds each stream, in order, once; nothing dropped them.
-    let watched: Vec<(&str, &Arc<Conn>)> = names.iter().map(String::as_str).zip(&conns).collect();
-    let streams = settle_on_streams(redis.port, &watched);
+    let watched = by_name(&names, &conns);
+    let streams = settle_and_check(redis.port, &watched, Instant::now() + DELIVERY_DEADLINE);
     for (name, conn) in &watched {
-        let (rooms, closed) = conn.with(|s| (s.rooms.clone(), s.closed.clone()));
+        let closed = conn.with(|s| s.closed.clone());
         assert!(closed.is_none(), "{name}: disconnected: {closed:?}");
-        for room in 0..2 {
-            check_sequence(name, room, &rooms[room]);
-            assert_matches_store(name, room, &rooms[room], &streams[room]);
-        }
-        assert_no_surprises(name, conn, false);
     }
 
     // The answers: refusals within 1 s of the send (or of the kill, for a batch in flight
@@ -1194,7 +354,7 @@ fn redis_killed_ten_times_under_load_loses_nothing_acknowledged() {
         percentiles(refusals.clone()),
         percentiles(in_outages),
         percentiles(back.clone()),
-        percentiles(ack_latencies(&between, loading, Instant::now()))
+        percentiles(ack_latencies_between(&between, loading, Instant::now()))
     );
     for (k, n) in refused_per_outage.iter().enumerate() {
         assert!(*n > 0, "kill {}: no sender got an error", k + 1);
@@ -1213,8 +373,8 @@ fn redis_killed_ten_times_under_load_loses_nothing_acknowledged() {
 
     set_check(
         "redis kill -9 ×10",
-        &attempted(batches.iter().copied()),
-        &acknowledged(&conns),
+        batches.iter().copied(),
+        &conns,
         &streams,
     );
     eprintln!("redis: whole test {:?}", started.elapsed());
@@ -1233,7 +393,6 @@ const RECOVERED_IN_A_ROW: usize = 6;
 /// Between two account requests in the outage.
 const ACCOUNT_REQUEST_PAUSE: Duration = Duration::from_millis(200);
 const SENDERS_2: usize = 3;
-const INTERVAL_2: Duration = Duration::from_millis(20);
 /// How long the chat runs before the outage, for its baseline.
 const BASELINE: Duration = Duration::from_secs(2);
 /// RELIABILITY.md: the chat's p99 during the outage at most twice the one before it, plus
@@ -1272,18 +431,11 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
     let addr = ringchat.addr;
 
     let names: Vec<String> = (0..SENDERS_2).map(|i| format!("maria{i:02}")).collect();
-    let clients = Client::sign_up_all(addr, &names);
+    let clients = Client::sign_up_all(&[addr], &names);
     sign_up(addr, "marialogin");
     assert_eq!(login(addr, "marialogin").0, 204, "login before the outage");
-    let conns: Vec<Arc<Conn>> = clients
-        .iter()
-        .map(|c| Conn::open(addr, &c.cookie))
-        .collect();
-    let posters: Vec<Poster> = clients
-        .iter()
-        .zip(&conns)
-        .map(|(client, conn)| Poster::paced(client, conn, INTERVAL_2, 3))
-        .collect();
+    let conns = Client::open_all(&[addr], &clients);
+    let posters = Poster::start_all(&clients, &conns, PACE, 3);
     // Every author's messages delivered in both rooms: the readers know every name.
     for conn in &conns {
         let everyone = conn.wait_for(Instant::now() + DELIVERY_DEADLINE, |s| {
@@ -1389,8 +541,8 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
             b.contents
         );
     }
-    let before = ack_latencies(&batches, baseline_from, killed);
-    let during = ack_latencies(&batches, killed, restarting);
+    let before = ack_latencies_between(&batches, baseline_from, killed);
+    let during = ack_latencies_between(&batches, killed, restarting);
     let acked_during: usize = batches
         .iter()
         .filter(|b| b.sent >= killed && b.sent < restarting)
@@ -1416,22 +568,12 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
         "acknowledgement p99 {p99_during:?} in the outage, {p99_before:?} before"
     );
 
-    let watched: Vec<(&str, &Arc<Conn>)> = names.iter().map(String::as_str).zip(&conns).collect();
-    let streams = settle_on_streams(redis.port, &watched);
-    for (name, conn) in &watched {
-        let rooms = conn.with(|s| s.rooms.clone());
-        for room in 0..2 {
-            check_sequence(name, room, &rooms[room]);
-            assert_matches_store(name, room, &rooms[room], &streams[room]);
-        }
-        assert_no_surprises(name, conn, false);
-    }
-    set_check(
-        "mariadb down",
-        &attempted(batches.iter().copied()),
-        &acknowledged(&conns),
-        &streams,
+    let streams = settle_and_check(
+        redis.port,
+        &by_name(&names, &conns),
+        Instant::now() + DELIVERY_DEADLINE,
     );
+    set_check("mariadb down", batches.iter().copied(), &conns, &streams);
     eprintln!("mariadb: whole test {:?}", started.elapsed());
 }
 
@@ -1441,7 +583,6 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
 const SENDERS_3: usize = 6;
 /// The last clients come back only after more than a page per room went by without them.
 const LATE_3: usize = 2;
-const INTERVAL_3: Duration = Duration::from_millis(20);
 const KILLS_3: usize = 3;
 /// RELIABILITY.md: "clients back within 5 s", from the restart to the client's `hello` and
 /// catch-up.
@@ -1479,6 +620,11 @@ impl Resyncing {
     fn catch_up(&self, conn: &Conn) -> ([Vec<Msg>; 2], usize) {
         let mut pages = 0;
         let missed = [0, 1].map(|room| {
+            assert!(
+                !self.prefix[room].is_empty(),
+                "{}: had nothing before, so nothing to resume from",
+                self.client.name
+            );
             let (missed, asked) = catch_up(&self.client.name, conn, room, &self.prefix[room]);
             pages += asked;
             missed
@@ -1514,7 +660,7 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
     let names: Vec<String> = (0..SENDERS_3)
         .map(|i| format!("{}{i:02}", &what[..4]))
         .collect();
-    let clients = Client::sign_up_all(addr, &names);
+    let clients = Client::sign_up_all(&[addr], &names);
     let mut users: Vec<Resyncing> = clients
         .iter()
         .map(|client| Resyncing {
@@ -1526,7 +672,7 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
     let mut every_conn: Vec<Arc<Conn>> = users.iter().map(|u| u.conn.clone()).collect();
     let mut posters: Vec<Poster> = users
         .iter()
-        .map(|u| Poster::paced(&u.client, &u.conn, INTERVAL_3, 3))
+        .map(|u| Poster::start(&u.client, &u.conn, PACE, 3))
         .collect();
     assert!(
         users[0]
@@ -1548,7 +694,9 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
             batches.push(b);
         }
         for u in &mut users {
-            let closed = u.conn.wait_for(killing + IO_DEADLINE, |s| s.closed.clone());
+            let closed = u
+                .conn
+                .wait_for(killing + CLOSE_DEADLINE, |s| s.closed.clone());
             let (at, why) = closed.unwrap_or_else(|| {
                 panic!("{what}: {} still connected after the kill", u.client.name)
             });
@@ -1593,7 +741,7 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
             backs.push(back);
             every_conn.push(conn.clone());
             u.resume(conn, missed);
-            posters.push(Poster::paced(&u.client, &u.conn, INTERVAL_3, 3));
+            posters.push(Poster::start(&u.client, &u.conn, PACE, 3));
         }
         eprintln!(
             "{what} {kill}: killed with {in_flight} batches in flight; listening again \
@@ -1628,7 +776,7 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
             );
             every_conn.push(conn.clone());
             u.resume(conn, missed);
-            posters.push(Poster::paced(&u.client, &u.conn, INTERVAL_3, 3));
+            posters.push(Poster::start(&u.client, &u.conn, PACE, 3));
         }
         // Every client posts again before the next kill (or the end).
         let counts_late = users[0].conn.with(|s| s.counts());
@@ -1641,14 +789,7 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
         );
     }
     batches.extend(posters.into_iter().flat_map(Poster::finish));
-    for b in &batches {
-        assert!(
-            !matches!(b.outcome, Outcome::Unanswered | Outcome::Refused(_)),
-            "{what}: a batch got {:?}: {:?}",
-            b.outcome,
-            b.contents
-        );
-    }
+    assert_none_refused(what, &batches);
 
     // Settled: every client holds the newest message a fresh client's hello shows, per room,
     // and nothing more arrives.
@@ -1724,12 +865,7 @@ fn ringchat_kill9_and_resync(what: &str, backend: Backend) {
         slowest_back <= BACK_MAX,
         "{what}: a client was back {slowest_back:?} after the restart began (max {BACK_MAX:?})"
     );
-    set_check(
-        what,
-        &attempted(&batches),
-        &acknowledged(&every_conn),
-        &read_back,
-    );
+    set_check(what, &batches, &every_conn, &read_back);
     eprintln!("{what}: whole test {:?}", started.elapsed());
 }
 

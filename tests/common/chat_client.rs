@@ -3,9 +3,9 @@
 //! frames out, unmasked frames in, pings skipped) speaking the chat events as JSON.
 //!
 //! Used by the root crate's integration tests (through `tests/common`: tests/chat.rs,
-//! tests/line.rs, tests/ws_echo.rs) and by proto-tests (tests/chat_redis.rs and
-//! tests/scale_out.rs include this file with `#[path = "../../tests/common/chat_client.rs"]`).
-//! So it depends on nothing but std and serde_json, which every one of those test targets has;
+//! tests/line.rs, tests/ws_echo.rs) and by proto-tests (tests/chat_redis.rs and the library's
+//! src/chat_clients.rs include this file with `#[path]`).
+//! So it depends on nothing but std and serde_json, which every one of those targets has;
 //! never on `super::` (the root harness) or on `ringchat_proto_tests`. A server is reached
 //! through [`Endpoint`]: a bare [`SocketAddr`], or the root harness's `Server`
 //! (tests/common/mod.rs implements it with its own deadlines).
