@@ -10,7 +10,11 @@ use ringchat::proto::http1::find_in_field;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(value) = find_in_field(data, "sid") {
-        assert!(value.bytes().all(|b| b.is_ascii_graphic() && !b"\",;\\".contains(&b)));
+        assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"\",;\\".contains(&b))
+        );
         let range = data.as_ptr_range();
         assert!(range.contains(&value.as_ptr()) || value.is_empty());
     }
