@@ -38,11 +38,23 @@ pub struct EventError {
     pub message: String,
 }
 
-fn refuse(id: &'static str, message: impl Into<String>) -> EventError {
-    EventError {
-        id,
-        message: message.into(),
+impl EventError {
+    pub fn new(id: &'static str, message: impl Into<String>) -> EventError {
+        EventError {
+            id,
+            message: message.into(),
+        }
     }
+
+    /// A history read failed (`requestRoomHistory`, the line port's `/join` and `/history`):
+    /// distinct from a post's `STORE_UNAVAILABLE`, so a client knows which request failed.
+    pub fn history_unavailable() -> EventError {
+        EventError::new("HISTORY_UNAVAILABLE", "history is unavailable; try again")
+    }
+}
+
+fn refuse(id: &'static str, message: impl Into<String>) -> EventError {
+    EventError::new(id, message)
 }
 
 /// Decodes one text message from a client. `max_chars` bounds each content.

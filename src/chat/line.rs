@@ -48,10 +48,7 @@ pub enum Command<'a> {
 }
 
 fn error(id: &'static str, message: impl Into<String>) -> EventError {
-    EventError {
-        id,
-        message: message.into(),
-    }
+    EventError::new(id, message)
 }
 
 /// Parses one line of text (its terminator already removed).
@@ -241,7 +238,7 @@ fn push_safe(out: &mut Vec<u8>, text: &str) {
 }
 
 /// At most 32 characters of what the client typed, for an error message.
-fn safe_excerpt(text: &str) -> String {
+pub fn safe_excerpt(text: &str) -> String {
     let mut cut: String = text.chars().take(32).collect();
     if cut.len() < text.len() {
         cut.push('…');

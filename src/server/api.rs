@@ -446,12 +446,17 @@ fn bad_request(invalid: Invalid) -> Response {
     Response::json_error(400, "BAD_REQUEST", invalid.message())
 }
 
+/// Whole seconds to wait, rounded up, at least 1 (for `Retry-After` and the line port's
+/// `RATE_LIMITED` line).
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 fn rate_limited(wait: Duration) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = retry_after_seconds(wait);
     let mut r = Response::json_error(429, "RATE_LIMITED", "too many attempts; try again later");
     r.headers = Bytes::from(format!(
-        "Content-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: {}\r\n",
-        seconds.max(1)
+        "Content-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: {seconds}\r\n",
     ));
     r
 }

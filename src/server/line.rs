@@ -62,10 +62,7 @@ pub struct LineSettings {
 }
 
 fn error(id: &'static str, message: impl Into<String>) -> EventError {
-    EventError {
-        id,
-        message: message.into(),
-    }
+    EventError::new(id, message)
 }
 
 struct Shared {
@@ -75,6 +72,9 @@ struct Shared {
     /// Close once the outbox is written (quit, slow consumer, idle, shutdown).
     hangup: Cell<bool>,
     reader_done: Cell<bool>,
+    /// The reader is running a command (a login waits for the hashing pool): the client is
+    /// waiting for us, so the idle timeout does not run out meanwhile.
+    busy: Cell<bool>,
     idle_deadline: Cell<Instant>,
     writing: Cell<bool>,
     /// Every core's metrics and this core's index (for the slow-consumer counter).
@@ -197,6 +197,7 @@ pub(super) async fn serve(core: Rc<Core>, conn: Conn) {
         wake: Notify::new(),
         hangup: Cell::new(false),
         reader_done: Cell::new(false),
+        busy: Cell::new(false),
         idle_deadline: Cell::new(Instant::now() + settings.idle_timeout),
         writing: Cell::new(false),
         metrics: (core.all_metrics.clone(), core.info.index),
@@ -322,13 +323,24 @@ async fn read_loop(
                     ));
                 }
                 LineEvent::Line(line) => {
+                    shared.busy.set(true);
                     // Boxed: the commands' state is large and needed only for a moment.
                     Box::pin(command(core, shared, session, settings, &line)).await;
+                    shared.busy.set(false);
+                    if !shared.hangup.get() {
+                        set_idle_deadline(shared, Instant::now() + settings.idle_timeout);
+                    }
+                    shared.wake.notify_one();
                 }
             }
             if session.quit || shared.hangup.get() {
                 break 'reading;
             }
+        }
+        // The timeout measures the client's silence, not the time the server took to answer
+        // (a login waits for the hashing pool): it starts again once the input is handled.
+        if !shared.hangup.get() {
+            set_idle_deadline(shared, Instant::now() + settings.idle_timeout);
         }
     }
     shared.reader_done.set(true);
@@ -392,7 +404,10 @@ async fn command(
         }
         Command::Join(id) => {
             let Some(room) = hub.rooms().index_of(id) else {
-                shared.send_error(&error("UNKNOWN_ROOM", format!("no room {:?}", excerpt(id))));
+                shared.send_error(&error(
+                    "UNKNOWN_ROOM",
+                    format!("no room {:?}", text::safe_excerpt(id)),
+                ));
                 return;
             };
             if session.account.is_none()
@@ -437,7 +452,7 @@ async fn command(
                 }
                 Err(e) => {
                     tracing::warn!("line history: {e}");
-                    shared.send_error(&history_unavailable());
+                    shared.send_error(&EventError::history_unavailable());
                 }
             }
         }
@@ -466,15 +481,6 @@ fn need_room(shared: &Shared, session: &Session) -> Option<usize> {
         shared.send_error(&error("NO_ROOM", "/join a room first"));
     }
     session.room
-}
-
-fn history_unavailable() -> EventError {
-    error("HISTORY_UNAVAILABLE", "history is unavailable; try again")
-}
-
-/// At most 32 characters of something the client typed, for an error message.
-fn excerpt(s: &str) -> String {
-    s.chars().take(32).collect()
 }
 
 async fn login(
@@ -536,7 +542,7 @@ fn login_error(refused: LoginRefused) -> EventError {
     match refused {
         LoginRefused::Invalid(invalid) => error("BAD_REQUEST", invalid.message()),
         LoginRefused::RateLimited(wait) => {
-            let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            let seconds = super::api::retry_after_seconds(wait);
             error(
                 "RATE_LIMITED",
                 format!("too many attempts; try again in {seconds} s"),
@@ -600,7 +606,7 @@ async fn join_room(core: &Core, shared: &Shared, session: &mut Session, room: us
         }
         Err(e) => {
             tracing::warn!("line join: {e}");
-            text::error_line(&mut out, &history_unavailable());
+            text::error_line(&mut out, &EventError::history_unavailable());
             None
         }
     };
@@ -629,7 +635,10 @@ async fn recent(
 async fn write_loop(core: &Core, shared: &Shared) {
     let metrics = core.metrics();
     loop {
-        if !shared.hangup.get() && Instant::now() >= shared.idle_deadline.get() {
+        if !shared.hangup.get()
+            && !shared.busy.get()
+            && Instant::now() >= shared.idle_deadline.get()
+        {
             // Checked here too: a client that only reads a busy room never lets the writer idle.
             idle_timeout(core, shared);
         }
@@ -648,11 +657,16 @@ async fn write_loop(core: &Core, shared: &Shared) {
             if shared.reader_done.get() {
                 return;
             }
+            if shared.busy.get() {
+                // No idle clock while a command runs; the reader wakes us when it is done.
+                shared.wake.notified().await;
+                continue;
+            }
             let idle_at = shared.idle_deadline.get();
             tokio::select! {
                 _ = shared.wake.notified() => {}
                 _ = tokio::time::sleep_until(idle_at.into()) => {
-                    if Instant::now() >= shared.idle_deadline.get() {
+                    if !shared.busy.get() && Instant::now() >= shared.idle_deadline.get() {
                         idle_timeout(core, shared);
                     }
                 }

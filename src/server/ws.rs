@@ -281,39 +281,27 @@ async fn chat_event(core: &Core, shared: &Shared, member: &Member, event: Event)
 /// `HISTORY_UNAVAILABLE` (distinct from a post's `STORE_UNAVAILABLE`, so a client knows its
 /// history request, not a message, failed).
 async fn room_history(hub: &Hub, shared: &Shared, member: &Member, room: usize, before: MessageId) {
-    {
-        {
-            let room_id = &hub.rooms().all()[room].id;
-            let store = hub.store();
-            let page = history::page(store, room_id, Some(before), HISTORY_PAGE_MESSAGES_MAX).await;
-            let answer = match page {
-                Ok((page, has_more)) => match Authors::of(store, page.iter()).await {
-                    Ok(authors) => Ok(encode_room_history(
-                        room_id,
-                        &authors.shown(&page),
-                        has_more,
-                    )),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
-            match answer {
-                Ok(json) => {
-                    let text = String::from_utf8(json).expect("JSON is UTF-8");
-                    queue(shared, Bytes::from(encode_text_frame(&text)));
-                    shared.wake.notify_one();
-                }
-                Err(e) => {
-                    tracing::warn!("room history: {e}");
-                    hub.tell(
-                        member.conn,
-                        &EventError {
-                            id: "HISTORY_UNAVAILABLE",
-                            message: "history is unavailable; try again".into(),
-                        },
-                    );
-                }
-            }
+    let room_id = &hub.rooms().all()[room].id;
+    let store = hub.store();
+    let answer = async {
+        let (page, has_more) =
+            history::page(store, room_id, Some(before), HISTORY_PAGE_MESSAGES_MAX).await?;
+        let authors = Authors::of(store, page.iter()).await?;
+        Ok::<_, StoreError>(encode_room_history(
+            room_id,
+            &authors.shown(&page),
+            has_more,
+        ))
+    };
+    match answer.await {
+        Ok(json) => {
+            let text = String::from_utf8(json).expect("JSON is UTF-8");
+            queue(shared, Bytes::from(encode_text_frame(&text)));
+            shared.wake.notify_one();
+        }
+        Err(e) => {
+            tracing::warn!("room history: {e}");
+            hub.tell(member.conn, &EventError::history_unavailable());
         }
     }
 }
