@@ -237,9 +237,12 @@ fn push_safe(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// At most 32 characters of what the client typed, for an error message.
+/// What an error line quotes of what the client typed, at most (characters).
+pub const EXCERPT_CHARS_MAX: usize = 32;
+
+/// At most [`EXCERPT_CHARS_MAX`] characters of what the client typed, for an error message.
 pub fn safe_excerpt(text: &str) -> String {
-    let mut cut: String = text.chars().take(32).collect();
+    let mut cut: String = text.chars().take(EXCERPT_CHARS_MAX).collect();
     if cut.len() < text.len() {
         cut.push('…');
     }
