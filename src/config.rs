@@ -14,9 +14,9 @@ use crate::chat::events::MESSAGE_CHARS_MAX_DEFAULT;
 use crate::chat::rooms::{REFERENCE_ROOMS, Rooms};
 use crate::proto::line::LINE_BYTES_MAX_DEFAULT;
 use crate::proto::ws::AllowedOrigins;
-use crate::store::StoreOptions;
 use crate::store::mysql::MysqlConfig;
 use crate::store::redis::RedisConfig;
+use crate::store::{ROOM_RETENTION_MAX, StoreOptions};
 
 /// Which I/O backend the per-core runtimes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,6 +123,17 @@ pub struct Config {
     #[arg(long, env = "RINGCHAT_REDIS", value_parser = RedisConfig::from_url)]
     pub redis: Option<RedisConfig>,
 
+    /// Messages kept per room: older ones are deleted as new ones arrive (Redis: `XADD` with
+    /// `MAXLEN ~ N`, so a room may hold up to one stream node more; embedded: exactly N).
+    /// 0 keeps every message, as the reference does.
+    #[arg(long, env = "RINGCHAT_ROOM_RETENTION", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=ROOM_RETENTION_MAX))]
+    pub room_retention: u64,
+
+    /// How long a session lives after login or sign-up (the cookie's Max-Age and the store's
+    /// expiry): 30s, 12h, 7d... at most 365d.
+    #[arg(long, env = "RINGCHAT_SESSION_TTL", default_value = "7d", value_parser = parse_session_ttl)]
+    pub session_ttl: Duration,
+
     /// How long one Redis request may take before it fails (503 or an error event).
     #[arg(long, env = "RINGCHAT_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
@@ -223,6 +234,8 @@ impl Config {
                 r
             }),
             data_dir: self.data_dir.clone(),
+            room_retention: (self.room_retention > 0).then_some(self.room_retention),
+            session_ttl_s: self.session_ttl.as_secs().max(1),
         }
     }
 }
@@ -253,6 +266,24 @@ pub fn parse_origins(text: &str) -> Result<AllowedOrigins, String> {
 
 /// A duration written as `250ms`, `2s`, `1m`, or a bare number of seconds (`1.5`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_duration_up_to(text, DAY_MS, "a day")
+}
+
+/// A session lifetime: [`parse_duration`]'s forms, whole seconds, at least 1 s and at most
+/// [`SESSION_TTL_DAYS_MAX`] days.
+pub fn parse_session_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration_up_to(text, SESSION_TTL_DAYS_MAX as f64 * DAY_MS, "365 days")?;
+    if ttl < Duration::from_secs(1) {
+        return Err(format!("'{text}': a session lives at least 1s"));
+    }
+    Ok(Duration::from_secs(ttl.as_secs()))
+}
+
+const DAY_MS: f64 = 86_400_000.0;
+/// The longest `--session-ttl`.
+pub const SESSION_TTL_DAYS_MAX: u64 = 365;
+
+fn parse_duration_up_to(text: &str, max_ms: f64, max_text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
         (n, 1.0)
@@ -260,15 +291,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (n, 1000.0)
     } else if let Some(n) = text.strip_suffix('m') {
         (n, 60_000.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else if let Some(n) = text.strip_suffix('d') {
+        (n, DAY_MS)
     } else {
         (text, 1000.0)
     };
     let value: f64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("'{text}' is not a duration (examples: 250ms, 2s, 1.5, 1m)"))?;
-    if !value.is_finite() || value <= 0.0 || value * unit_ms > 86_400_000.0 {
-        return Err(format!("'{text}' must be above zero and at most a day"));
+        .map_err(|_| format!("'{text}' is not a duration (examples: 250ms, 2s, 1.5, 1m, 1h)"))?;
+    if !value.is_finite() || value <= 0.0 || value * unit_ms > max_ms {
+        return Err(format!(
+            "'{text}' must be above zero and at most {max_text}"
+        ));
     }
     Ok(Duration::from_micros(
         (value * unit_ms * 1000.0).round() as u64
@@ -280,12 +317,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn session_ttls_parse_days_hours_and_whole_seconds() {
+        assert_eq!(parse_session_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_session_ttl("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_session_ttl("2.7s"), Ok(Duration::from_secs(2)));
+        assert_eq!(
+            parse_session_ttl("365d"),
+            Ok(Duration::from_secs(31_536_000))
+        );
+        assert!(parse_session_ttl("366d").is_err());
+        assert!(parse_session_ttl("500ms").is_err());
+        assert!(parse_session_ttl("0").is_err());
+        // The other durations still stop at a day.
+        assert!(parse_duration("2d").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        for bad in ["", "s", "-1s", "0", "abc", "2h", "nan", "inf", "100000s"] {
+        for bad in ["", "s", "-1s", "0", "abc", "2x", "25h", "nan", "inf", "100000s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

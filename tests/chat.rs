@@ -201,30 +201,63 @@ fn history_pages_back_to_the_first_message_and_survives_a_restart() {
     // The old session survives the restart too.
     let mut ws = Ws::open(&server, Some(&cookie));
     let hello = ws.event();
-    let wasm = &hello["payload"]["rooms"][3];
-    assert_eq!(wasm["hasMoreMessages"], true);
+    let all = whole_history(&mut ws, &hello, "wasm");
+    let expected: Vec<String> = (0..N).rev().map(|i| format!("n{i}")).collect();
+    assert_eq!(all, expected, "no gap, no duplicate, newest first");
+}
+
+/// Every message of `room`, newest first: the `hello` page, then `requestRoomHistory` back to
+/// an empty page, which must say there is no more.
+fn whole_history(ws: &mut Ws, hello: &Value, room: &str) -> Vec<String> {
+    let rooms = hello["payload"]["rooms"].as_array().unwrap();
+    let first = rooms.iter().find(|r| r["id"] == room).unwrap();
     let mut all: Vec<String> = Vec::new();
-    let mut page: Vec<Value> = wasm["messages"].as_array().unwrap().clone();
-    assert_eq!(page.len(), 100);
-    loop {
+    let mut page: Vec<Value> = first["messages"].as_array().unwrap().clone();
+    while let Some(oldest) = page.last() {
         all.extend(
             page.iter()
                 .map(|m| m["content"].as_str().unwrap().to_string()),
         );
-        let oldest = page.last().unwrap()["id"].as_str().unwrap().to_string();
+        let oldest = oldest["id"].as_str().unwrap().to_string();
         ws.send(&format!(
-            r#"{{"type":"requestRoomHistory","payload":{{"roomId":"wasm","firstMessageId":"{oldest}"}}}}"#
+            r#"{{"type":"requestRoomHistory","payload":{{"roomId":"{room}","firstMessageId":"{oldest}"}}}}"#
         ));
         let ev = ws.event();
         assert_eq!(ev["type"], "roomHistory");
         page = ev["payload"]["messages"].as_array().unwrap().clone();
         if page.is_empty() {
             assert_eq!(ev["payload"]["hasMoreMessages"], false);
-            break;
         }
     }
-    let expected: Vec<String> = (0..N).rev().map(|i| format!("n{i}")).collect();
-    assert_eq!(all, expected, "no gap, no duplicate, newest first");
+    all
+}
+
+/// `--room-retention 150`: a room sent 400 messages keeps its newest 150 and history ends there;
+/// a room sent fewer keeps them all.
+#[test]
+fn room_retention_keeps_the_newest_messages() {
+    let server = Server::start("uring", &["--threads", "2", "--room-retention", "150"]);
+    let cookie = sign_up(&server, "rita1");
+    let mut ws = Ws::open(&server, Some(&cookie));
+    assert_eq!(ws.event()["type"], "hello");
+    let sent = [("wasm", 400), ("db", 20)];
+    for (room, n) in sent {
+        for i in 0..n {
+            post(&mut ws, room, &format!("{room}{i}"));
+        }
+    }
+    let mut acked = 0;
+    while acked < 420 {
+        let ev = ws.event();
+        assert_eq!(ev["type"], "serverMessages");
+        acked += ev["payload"]["messages"].as_array().unwrap().len();
+    }
+    let mut late = Ws::open(&server, Some(&cookie));
+    let hello = late.event();
+    let expected: Vec<String> = (250..400).rev().map(|i| format!("wasm{i}")).collect();
+    assert_eq!(whole_history(&mut late, &hello, "wasm"), expected);
+    let expected: Vec<String> = (0..20).rev().map(|i| format!("db{i}")).collect();
+    assert_eq!(whole_history(&mut late, &hello, "db"), expected);
 }
 
 #[test]

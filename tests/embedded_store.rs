@@ -809,3 +809,118 @@ fn a_database_without_the_guest_column_is_upgraded_at_open() {
     });
     store.close().unwrap();
 }
+
+/// `--room-retention`: a room fed 10^6 messages holds exactly the newest `KEEP` after every
+/// append, a room under the limit is untouched, the kept messages page back in order down to the
+/// oldest kept one and no further, and a reopened store (which counts the room again) goes on
+/// trimming.
+#[test]
+fn a_room_fed_a_million_messages_keeps_its_retention() {
+    const KEEP: u64 = 10_000;
+    const FED: usize = 1_000_000;
+    /// Appends in flight at once, so group commit packs many into one transaction.
+    const IN_FLIGHT: usize = 32;
+    const CHECK_EVERY: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        room_retention: Some(KEEP),
+        ..EmbeddedOptions::default()
+    };
+    let started = Instant::now();
+    let store = EmbeddedStore::with_options(dir.path(), options.clone()).unwrap();
+    let mut ids: Vec<MessageId> = Vec::with_capacity(FED);
+    block_on(async {
+        let small: Vec<NewMessage> = (0..500)
+            .map(|i| message(&format!("s{i}"), 2, now_ms()))
+            .collect();
+        store.append_messages("small", small).await.unwrap();
+        let mut fed = 0;
+        while fed < FED {
+            let mut pending = Vec::with_capacity(IN_FLIGHT);
+            for _ in 0..IN_FLIGHT {
+                let n = APPEND_MESSAGES_MAX.min(FED - fed);
+                if n == 0 {
+                    break;
+                }
+                let batch = (fed..fed + n)
+                    .map(|i| message(&format!("m{i}"), 1, now_ms()))
+                    .collect();
+                pending.push(store.append_messages("big", batch));
+                fed += n;
+            }
+            for p in pending {
+                ids.extend(p.await.unwrap());
+            }
+            if ids.len() % CHECK_EVERY < IN_FLIGHT * APPEND_MESSAGES_MAX || ids.len() == FED {
+                // The oldest kept message is ids[len - KEEP]; nothing older is left.
+                let oldest_kept = ids.len() - KEEP as usize;
+                let older = store
+                    .messages_before("big", ids[oldest_kept], 1)
+                    .await
+                    .unwrap();
+                assert!(older.is_empty(), "after {}: {older:?} kept", ids.len());
+                let kept = store
+                    .messages_before("big", ids[oldest_kept + 1], 1)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    kept.len(),
+                    1,
+                    "after {}: the oldest kept is gone",
+                    ids.len()
+                );
+                assert_eq!(kept[0].content, format!("m{oldest_kept}"));
+            }
+        }
+    });
+    store.close().unwrap();
+    let fed_in = started.elapsed();
+    let raw = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let rows = |room: &str| -> i64 {
+        raw.query_row(
+            "SELECT count(*) FROM messages WHERE room = ?1",
+            [room],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(rows("big"), KEEP as i64);
+    assert_eq!(rows("small"), 500);
+    drop(raw);
+
+    let store = EmbeddedStore::with_options(dir.path(), options).unwrap();
+    block_on(async {
+        // The kept messages, newest first, page by page, then nothing.
+        let mut before = MessageId {
+            ms: u64::MAX / 2,
+            seq: 0,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = store
+                .messages_before("big", before, HISTORY_PAGE_MESSAGES_MAX)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            before = last.id;
+            seen.extend(page.into_iter().map(|m| m.content));
+        }
+        let expected: Vec<String> = (FED - KEEP as usize..FED)
+            .rev()
+            .map(|i| format!("m{i}"))
+            .collect();
+        assert_eq!(seen, expected);
+        // Reopened: the room is counted again and trimmed on the next append.
+        let more = (0..10)
+            .map(|i| message(&format!("n{i}"), 1, now_ms()))
+            .collect();
+        store.append_messages("big", more).await.unwrap();
+        let oldest = store
+            .messages_before("big", ids[FED - KEEP as usize + 10], 2)
+            .await
+            .unwrap();
+        assert!(oldest.is_empty(), "reopened store did not trim: {oldest:?}");
+    });
+    store.close().unwrap();
+    eprintln!("fed {FED} messages with retention {KEEP} in {fed_in:?}");
+}

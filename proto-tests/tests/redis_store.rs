@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use ringchat::proto::resp::Value;
 use ringchat::rt::{self, Backend};
-use ringchat::store::redis::{REDIS_COMMANDS_IN_FLIGHT_MAX, RedisConfig, RedisStore};
+use ringchat::store::redis::{
+    REDIS_APPEND_MESSAGES_MAX, REDIS_COMMANDS_IN_FLIGHT_MAX, RedisConfig, RedisStore,
+};
 use ringchat::store::redis_reader::{
     REDIS_READ_ENTRIES_MAX, REDIS_READ_STREAMS_MAX, StreamRead, StreamReader,
 };
@@ -672,6 +674,73 @@ fn history_pages_and_transactions() {
 }
 
 /// `CLIENT INFO`'s fields (`db=3 ... user=alice ... resp=3`).
+/// `--room-retention` on Redis: a room fed 10^6 messages (1,024 per `MULTI`/`EXEC`, 8 appends in
+/// flight) never holds fewer than `KEEP` entries nor more than `KEEP` plus one stream node
+/// (`stream-node-max-entries`, read from the server), checked every 100,000; the newest page is
+/// the last messages sent, and a room under the limit keeps everything.
+#[test]
+fn a_room_fed_a_million_messages_keeps_its_retention() {
+    const KEEP: u64 = 10_000;
+    const FED: usize = 1_000_000;
+    const IN_FLIGHT: usize = 8;
+    const CHECK_EVERY: usize = 100_000;
+    let redis = Redis::start();
+    let node_reply = redis.raw("CONFIG GET stream-node-max-entries");
+    let node_text = String::from_utf8_lossy(&node_reply);
+    let node: u64 = node_text
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no stream-node-max-entries in {node_text:?}"));
+    let mut cfg = config(&redis.url(), Duration::from_secs(10));
+    cfg.room_retention = Some(KEEP);
+    let xlen = |room: &str| raw_integer(&redis.raw(&format!("XLEN {room}"))) as u64;
+    let started = Instant::now();
+    rt::run_local(Backend::Uring, async {
+        let store = RedisStore::connect(cfg);
+        let small: Vec<NewMessage> = (0..500).map(message).collect();
+        store.append_messages("small", &small).await.unwrap();
+        let mut fed = 0;
+        let mut last_check = 0;
+        while fed < FED {
+            let mut appends = Vec::with_capacity(IN_FLIGHT);
+            for _ in 0..IN_FLIGHT {
+                let n = REDIS_APPEND_MESSAGES_MAX.min(FED - fed);
+                if n == 0 {
+                    break;
+                }
+                let batch: Vec<NewMessage> = (fed..fed + n).map(message).collect();
+                let store = store.clone();
+                appends.push(async move { store.append_messages("big", &batch).await.unwrap() });
+                fed += n;
+            }
+            join_all(appends).await;
+            if fed - last_check >= CHECK_EVERY || fed == FED {
+                last_check = fed;
+                let len = xlen("big");
+                assert!(
+                    (KEEP..=KEEP + node).contains(&len),
+                    "after {fed} messages the stream holds {len}, not {KEEP}..={}",
+                    KEEP + node
+                );
+            }
+        }
+        let newest = store.newest_messages("big", 3).await.unwrap();
+        let contents: Vec<String> = newest.into_iter().map(|m| m.content).collect();
+        assert_eq!(
+            contents,
+            [FED - 1, FED - 2, FED - 3].map(|i| message(i).content)
+        );
+    })
+    .unwrap();
+    assert_eq!(xlen("small"), 500);
+    eprintln!(
+        "fed {FED} messages with retention {KEEP} (node {node}) in {:?}; XLEN {}",
+        started.elapsed(),
+        xlen("big")
+    );
+}
+
 fn client_info(info: &Value) -> std::collections::HashMap<String, String> {
     String::from_utf8(bulk(info).to_vec())
         .unwrap()

@@ -39,7 +39,7 @@ use crate::accounts::{self, Invalid, Verified, validate};
 use crate::proto::http1::{RequestHead, find_cookie, set_cookie_value};
 use crate::proto::ws::{AllowedOrigins, origin_allowed};
 use crate::rt::{Busy, Workers};
-use crate::store::{CreateUser, SESSION_TTL_S, Store, StoreError, UserId};
+use crate::store::{CreateUser, Store, StoreError, UserId};
 
 /// The session cookie's name, as the reference's clients expect.
 pub const SESSION_COOKIE: &str = "sid";
@@ -402,7 +402,11 @@ impl Api {
 
     /// 204 setting the session cookie to `sid`, or expiring it when `sid` is empty.
     fn cookie_response(&self, sid: &str) -> Response {
-        let max_age = if sid.is_empty() { 0 } else { SESSION_TTL_S };
+        let max_age = if sid.is_empty() {
+            0
+        } else {
+            self.store.session_ttl_s()
+        };
         let cookie = set_cookie_value(SESSION_COOKIE, sid, max_age, self.secure_cookies);
         Response::new(
             204,

@@ -28,8 +28,11 @@ pub type UserId = i64;
 pub const USER_FIELD_BYTES_MAX: usize = 100;
 /// Messages returned by one history query at most.
 pub const HISTORY_PAGE_MESSAGES_MAX: usize = 100;
-/// Sessions live this long (seconds), as in the reference: 7 days.
+/// Sessions live this long (seconds) unless `--session-ttl` says otherwise, as in the
+/// reference: 7 days.
 pub const SESSION_TTL_S: u64 = 604_800;
+/// The largest `--room-retention` (messages kept per room).
+pub const ROOM_RETENTION_MAX: u64 = 1 << 40;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

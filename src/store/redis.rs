@@ -132,6 +132,8 @@ pub struct RedisConfig {
     pub db: u32,
     /// How long one request may take, from the call to the reply, connecting included.
     pub timeout: Duration,
+    /// Messages kept per room stream (`XADD … MAXLEN ~ N`); `None` keeps them all.
+    pub room_retention: Option<u64>,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -210,6 +212,7 @@ impl RedisConfig {
             password,
             db,
             timeout: Duration::from_millis(REDIS_TIMEOUT_MS_DEFAULT),
+            room_retention: None,
         })
     }
 
@@ -482,6 +485,7 @@ impl RedisStore {
             let mut frame = Vec::new();
             encode_xadd(
                 room.as_bytes(),
+                self.0.shared.config.room_retention,
                 encode_payload(message).as_bytes(),
                 &mut frame,
             );

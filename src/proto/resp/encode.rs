@@ -69,10 +69,27 @@ pub fn encode_ping(out: &mut Vec<u8>) {
     encode_command(&[b"PING"], out);
 }
 
-/// `XADD <stream> * payload <payload>`: append one message to a room's stream; Redis picks the
-/// id (`<ms>-<seq>`) and replies with it.
-pub fn encode_xadd(stream: &[u8], payload: &[u8], out: &mut Vec<u8>) {
-    encode_command(&[b"XADD", stream, b"*", b"payload", payload], out);
+/// `XADD <stream> [MAXLEN ~ <keep>] * payload <payload>`: append one message to a room's
+/// stream; Redis picks the id (`<ms>-<seq>`) and replies with it. With `keep`, Redis trims the
+/// oldest entries in whole stream nodes (`~`), so the stream keeps at least `keep` entries and
+/// at most one node's worth (`stream-node-max-entries`, 100 by default) more.
+pub fn encode_xadd(stream: &[u8], keep: Option<u64>, payload: &[u8], out: &mut Vec<u8>) {
+    match keep {
+        None => encode_command(&[b"XADD", stream, b"*", b"payload", payload], out),
+        Some(keep) => encode_command(
+            &[
+                b"XADD",
+                stream,
+                b"MAXLEN",
+                b"~",
+                itoa::Buffer::new().format(keep).as_bytes(),
+                b"*",
+                b"payload",
+                payload,
+            ],
+            out,
+        ),
+    }
 }
 
 /// `XREVRANGE <stream> + - COUNT <count>`: the newest `count` entries, newest first.

@@ -1067,10 +1067,26 @@ fn command_encoders_write_arrays_of_bulk_strings() {
         ),
         (
             "xadd",
-            Box::new(|out| encode_xadd(b"7", XADD_PAYLOAD.as_bytes(), out)),
+            Box::new(|out| encode_xadd(b"7", None, XADD_PAYLOAD.as_bytes(), out)),
             "*5\r\n$4\r\nXADD\r\n$1\r\n7\r\n$1\r\n*\r\n$7\r\npayload\r\n\
              $18\r\n{\"content\":\"a\r\nb\"}\r\n",
             &["XADD", "7", "*", "payload", XADD_PAYLOAD],
+        ),
+        (
+            "xadd with retention",
+            Box::new(|out| encode_xadd(b"7", Some(1000), XADD_PAYLOAD.as_bytes(), out)),
+            "*8\r\n$4\r\nXADD\r\n$1\r\n7\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$4\r\n1000\r\n\
+             $1\r\n*\r\n$7\r\npayload\r\n$18\r\n{\"content\":\"a\r\nb\"}\r\n",
+            &[
+                "XADD",
+                "7",
+                "MAXLEN",
+                "~",
+                "1000",
+                "*",
+                "payload",
+                XADD_PAYLOAD,
+            ],
         ),
         (
             "xrevrange newest",
@@ -1573,7 +1589,7 @@ fn ten_thousand_pipelined_commands_leave_in_one_write_and_match_in_order() {
     for token in 0..COMMANDS {
         let payload = format!(r#"{{"content":"m{token}","timestamp":1,"user_id":1}}"#);
         let mut one = Vec::new();
-        encode_xadd(b"room", payload.as_bytes(), &mut one);
+        encode_xadd(b"room", None, payload.as_bytes(), &mut one);
         conn.queue(token, &one).unwrap();
         expected_out.extend_from_slice(&one);
     }

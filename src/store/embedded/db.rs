@@ -6,6 +6,7 @@
 //! out; a row that does not fit (a negative id, text where a number belongs) is
 //! [`StoreError::Corrupt`], never a panic.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -82,10 +83,19 @@ const MESSAGES_BEFORE: &str = "SELECT ms, seq, user_id, content, timestamp, gues
     WHERE room = ?1 AND (ms, seq) < (?2, ?3) ORDER BY ms DESC, seq DESC LIMIT ?4";
 const MESSAGES_AFTER: &str = "SELECT ms, seq, user_id, content, timestamp, guest FROM messages \
     WHERE room = ?1 AND (ms, seq) > (?2, ?3) ORDER BY ms ASC, seq ASC LIMIT ?4";
+const COUNT_ROOM: &str = "SELECT count(*) FROM messages WHERE room = ?1";
+/// Deletes a room's oldest `?2 + 1` messages: everything up to the one at offset `?2` from the
+/// oldest.
+const TRIM_ROOM: &str = "DELETE FROM messages WHERE room = ?1 AND (ms, seq) <= \
+    (SELECT ms, seq FROM messages WHERE room = ?1 ORDER BY ms ASC, seq ASC LIMIT 1 OFFSET ?2)";
 const FIRST_ROOM: &str = "SELECT room FROM messages ORDER BY room LIMIT 1";
 const NEXT_ROOM: &str = "SELECT room FROM messages WHERE room > ?1 ORDER BY room LIMIT 1";
 const NEWEST_IN_ROOM: &str =
     "SELECT ms, seq FROM messages WHERE room = ?1 ORDER BY ms DESC, seq DESC LIMIT 1";
+
+/// Rooms whose row count is remembered at most (for `--room-retention`); past it the counts
+/// are forgotten and taken again from the table when needed.
+const ROOMS_COUNTED_MAX: usize = 4096;
 
 /// The greatest id SQLite's signed 64-bit integers can hold.
 const ID_STORABLE_MAX: MessageId = MessageId {
@@ -98,6 +108,12 @@ pub(super) struct Db {
     conn: Connection,
     /// The greatest message id handed out so far; the next is `last.next_after(timestamp)`.
     last: MessageId,
+    /// Messages kept per room (`--room-retention`); `None` keeps them all.
+    retention: Option<u64>,
+    /// Rows per room as of the open transaction, for the rooms appended to since they were last
+    /// counted; emptied on rollback (counted again from the table when next needed) and when
+    /// it would pass [`ROOMS_COUNTED_MAX`].
+    room_rows: HashMap<String, u64>,
 }
 
 impl Db {
@@ -143,7 +159,12 @@ impl Db {
             conn.execute_batch(ADD_GUEST_COLUMN).map_err(sql)?;
         }
         let last = newest_stored_id(&conn)?;
-        Ok(Db { conn, last })
+        Ok(Db {
+            conn,
+            last,
+            retention: None,
+            room_rows: HashMap::new(),
+        })
     }
 
     /// Starts the transaction of a batch.
@@ -156,8 +177,15 @@ impl Db {
         self.run("COMMIT")
     }
 
+    /// Keeps at most `keep` messages per room from now on (the oldest go first); `None` keeps
+    /// them all.
+    pub(super) fn set_retention(&mut self, keep: Option<u64>) {
+        self.retention = keep.filter(|&k| k > 0);
+    }
+
     /// Abandons the batch's transaction, if SQLite has not already done so.
-    pub(super) fn rollback(&self) {
+    pub(super) fn rollback(&mut self) {
+        self.room_rows.clear();
         if !self.conn.is_autocommit()
             && let Err(e) = self.run("ROLLBACK")
         {
@@ -378,7 +406,44 @@ impl Db {
             self.last = id;
             ids.push(id);
         }
+        drop(insert);
+        if let Some(keep) = self.retention {
+            self.trim_room(room, ids.len() as u64, keep)?;
+        }
         Ok(ids)
+    }
+
+    /// After `added` rows went into `room`, deletes its oldest rows beyond `keep`, in the same
+    /// transaction: a room never holds more than `keep` messages once a batch committed. The
+    /// delete walks only the rows it removes (the primary key is in id order per room).
+    fn trim_room(&mut self, room: &str, added: u64, keep: u64) -> Result<(), StoreError> {
+        let rows = match self.room_rows.get(room) {
+            Some(&rows) => rows + added,
+            None => {
+                let n: i64 = self
+                    .conn
+                    .prepare_cached(COUNT_ROOM)
+                    .and_then(|mut s| s.query_row(params![room], |row| row.get(0)))
+                    .map_err(sql)?;
+                u64::try_from(n).map_err(|_| corrupt("negative row count"))?
+            }
+        };
+        let rows = if rows > keep {
+            let excess = i64::try_from(rows - keep).unwrap_or(i64::MAX);
+            let deleted = self
+                .conn
+                .prepare_cached(TRIM_ROOM)
+                .and_then(|mut s| s.execute(params![room, excess - 1]))
+                .map_err(sql)?;
+            rows - deleted as u64
+        } else {
+            rows
+        };
+        if self.room_rows.len() >= ROOMS_COUNTED_MAX && !self.room_rows.contains_key(room) {
+            self.room_rows.clear();
+        }
+        self.room_rows.insert(room.to_string(), rows);
+        Ok(())
     }
 
     /// One page of a room's history; `count` is already capped by the handle.

@@ -85,6 +85,9 @@ pub struct EmbeddedOptions {
     pub queue_requests_max: usize,
     /// Period of the expired-session sweep.
     pub session_sweep_interval_ms: u64,
+    /// Messages kept per room: each append deletes the room's oldest messages beyond it, in
+    /// the same transaction. `None` keeps them all.
+    pub room_retention: Option<u64>,
 }
 
 impl Default for EmbeddedOptions {
@@ -92,6 +95,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             queue_requests_max: EMBEDDED_QUEUE_REQUESTS_MAX,
             session_sweep_interval_ms: SESSION_SWEEP_INTERVAL_MS,
+            room_retention: None,
         }
     }
 }
@@ -194,7 +198,8 @@ impl EmbeddedStore {
 
     /// [`EmbeddedStore::open`] with explicit settings.
     pub fn with_options(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
-        let db = db::Db::open(dir)?;
+        let mut db = db::Db::open(dir)?;
+        db.set_retention(options.room_retention);
         let (requests, queue) = mpsc::sync_channel(options.queue_requests_max.max(1));
         let thread = std::thread::Builder::new()
             .name("ringchat-store".into())
