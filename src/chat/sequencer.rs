@@ -21,8 +21,12 @@
 //! `hello`'s history or entirely after it (see `subscribers`).
 //!
 //! **A failed batch is never retried** (at most once): its posts' origins are told, with an
-//! error event, and the queue behind it goes on with the next batch. A retry could store a
-//! message twice when the failure was a lost reply; the client decides whether to send again.
+//! error event. A retry could store a message twice when the failure was a lost reply; the
+//! client decides whether to send again. **The posts queued behind it fail with it**, at once:
+//! they waited through the failure (often a whole store timeout), and sending them next would
+//! make their senders wait a second timeout for an answer that is most likely the same error
+//! (a silent Redis took 2 × `--redis-timeout` to refuse them). Posts that arrive afterwards
+//! start a new batch.
 //! The sender's acknowledgement is the broadcast itself, so a success needs no reply.
 //!
 //! Not here: the store call, the rings between cores, encoding (`events`), the local delivery
@@ -355,19 +359,21 @@ impl Sequencer {
         }
     }
 
-    /// The store failed `room`'s batch: none of it was announced, and it is not retried.
-    /// Returns the origins of its posts, in order (one per post), to send each an error event;
-    /// the room may give its next batch.
+    /// The store failed `room`'s batch: none of it was announced, and it is not retried. The
+    /// posts queued behind it are dropped too (see the module documentation). Returns the
+    /// origins of all of them, in order (one per post), to send each an error event; the
+    /// room's next post starts a new batch.
     ///
     /// Panics when `room` has no batch in flight: the driver answers only batches it took.
     pub fn failed(&mut self, room: usize) -> Vec<Origin> {
-        let posts = self
-            .room(room)
+        let queue = self.room(room);
+        let posts = queue
             .in_flight
             .take()
             .expect("only a batch in flight fails");
-        self.list_if_ready(room);
-        posts.into_iter().map(|p| p.origin).collect()
+        let waiting = std::mem::take(&mut queue.waiting);
+        queue.waiting_bytes = 0;
+        posts.into_iter().chain(waiting).map(|p| p.origin).collect()
     }
 }
 
@@ -512,19 +518,31 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_batch_names_its_origins_and_the_queue_goes_on() {
-        let mut seq = Sequencer::new(1, 0, 1);
+    fn a_failed_batch_fails_the_posts_queued_behind_it_and_the_room_goes_on() {
+        let mut seq = Sequencer::new(2, 0, 1);
         seq.push(0, post(0, 1, &["a"])).unwrap();
         seq.push(0, post(1, 2, &["b", "c"])).unwrap();
         let batch = seq.next_batch(0).unwrap();
         assert_eq!(batch.messages.len(), 3);
         seq.push(0, post(1, 3, &["d"])).unwrap();
-        assert_eq!(seq.failed(0), [origin(0, 1), origin(1, 2)]);
+        seq.push(0, post(0, 4, &["e"])).unwrap();
+        // Another room's queue is not touched.
+        seq.push(1, post(0, 5, &["x"])).unwrap();
+        assert_eq!(
+            seq.failed(0),
+            [origin(0, 1), origin(1, 2), origin(1, 3), origin(0, 4)]
+        );
         assert!(!seq.is_busy(0));
+        assert_eq!(seq.waiting(0), 0);
+        let other = seq.poll_batch().unwrap();
+        assert_eq!((other.room, contents(&other)), (1, vec!["x"]));
+        assert!(seq.poll_batch().is_none());
+        // The next post starts a new batch, and the byte budget was given back.
+        seq.push(0, post(1, 6, &["f"])).unwrap();
         let next = seq.poll_batch().unwrap();
-        assert_eq!(contents(&next), ["d"]);
+        assert_eq!(contents(&next), ["f"]);
         let stored = seq.persisted(0, ids(0, 1)).unwrap();
-        assert_eq!(stored.posts[0].origin, origin(1, 3));
+        assert_eq!(stored.posts[0].origin, origin(1, 6));
         assert!(seq.poll_batch().is_none());
     }
 

@@ -252,6 +252,35 @@ impl Conn {
         self.registry.draining.get() || self.registry.shutting_down.load(Ordering::Relaxed)
     }
 
+    /// Makes the close abortive (`SO_LINGER` 0): when the connection is dropped the kernel
+    /// discards whatever it has not yet sent and sends a reset, instead of retransmitting the
+    /// bytes to a peer that may only come back later. For a client that has already told its
+    /// waiters that their requests failed: a request still queued in the kernel must not run
+    /// afterwards.
+    pub fn discard_unsent_on_close(&self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: the descriptor is open for as long as `self` lives, and `linger` is a valid
+        // `struct linger` of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.entry.fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(
+                "SO_LINGER on a client socket: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+
     /// Half-closes the sending side (FIN) once everything is written.
     pub fn shutdown_write(&self) {
         let _ = match &self.stream {

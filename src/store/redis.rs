@@ -807,6 +807,11 @@ async fn serve_connection(shared: &Shared) -> String {
         _ = shared.closed_wake.notified() => "the Redis store was closed".to_string(),
     };
     shared.fail_waiters(&reason);
+    // Every waiter was just told its command failed: a command still in the kernel's send
+    // queue (Redis stopped acknowledging, say) must not reach Redis when the path comes back,
+    // so the close resets the connection and discards it. (A command Redis already received
+    // whose reply was lost cannot be taken back; see the module documentation.)
+    conn.discard_unsent_on_close();
     // Close without abandoning an operation in flight: under io_uring a dropped read is not
     // cancelled, and it would hold the socket open. Shutting the socket down (the sweeper does
     // it at the deadline, within SWEEP_INTERVAL_MS) completes any pending read or write.
