@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub use chat_client::{PASSWORD, id_key, post_json, sign_up};
-use chat_client::{SOCKET_DEADLINE, masked_frame, read_frame, read_head, upgrade_request};
+pub use chat_client::{PASSWORD, id_key, masked_frame, post_json, sign_up};
+use chat_client::{SOCKET_DEADLINE, read_frame, read_head, upgrade_request};
 
 use crate::Ringchat;
 
@@ -195,17 +195,28 @@ fn room_index(id: &Value) -> Option<usize> {
 }
 
 /// One whole, masked frame.
-fn write_frame(s: &mut TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
+pub fn write_frame(s: &mut TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
     s.write_all(&masked_frame(true, opcode, payload))
 }
 
 /// One whole frame: (opcode, payload). The server sends every event as one unfragmented frame.
-fn read_whole_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
+pub fn read_whole_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
     let (fin, opcode, payload) = read_frame(r)?;
     if !fin || opcode == 0 {
         return Err(io::Error::other("a fragmented frame from the server"));
     }
     Ok((opcode, payload))
+}
+
+/// The size on the wire of an unmasked server frame with a `payload`-byte payload (RFC 6455
+/// §5.2: a 2-byte header, plus 2 or 8 bytes of extended length).
+pub fn server_frame_bytes(payload: usize) -> usize {
+    payload
+        + match payload {
+            0..126 => 2,
+            126..=65535 => 4,
+            _ => 10,
+        }
 }
 
 /// What one connection received after its `hello`.
@@ -215,6 +226,9 @@ pub struct Seen {
     pub rooms: [Vec<Msg>; 2],
     /// When each of `rooms`' messages arrived.
     pub arrived: [Vec<Instant>; 2],
+    /// Each `serverMessages` frame as it arrived: when, and its size on the wire (header and
+    /// payload), which is what the server queued for every connection in the room.
+    pub frames: Vec<(Instant, usize)>,
     /// Every content in `rooms`: what this connection acknowledges.
     pub contents: HashSet<String>,
     /// Error events and when they came.
@@ -251,33 +265,8 @@ impl Conn {
     /// Like [`Conn::open`], but a refused connection, a failed upgrade or a close instead of
     /// `hello` is an error: what a reconnecting client sees while the server is down.
     pub fn try_open(addr: SocketAddr, cookie: &str) -> io::Result<Arc<Conn>> {
-        let mut s = TcpStream::connect_timeout(&addr, IO_DEADLINE)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(IO_DEADLINE))?;
-        s.set_write_timeout(Some(IO_DEADLINE))?;
-        let request = upgrade_request(addr, "/api/ws", &format!("Cookie: {cookie}\r\n"));
-        s.write_all(request.as_bytes())?;
-        let head = read_head(&mut s)?;
-        if !head.starts_with("HTTP/1.1 101 ") {
-            return Err(io::Error::other(format!("upgrade refused: {head}")));
-        }
-        let mut reader = BufReader::new(s.try_clone()?);
-        let hello: Value = loop {
-            let (op, payload) = read_whole_frame(&mut reader)?;
-            match op {
-                9 => write_frame(&mut s, 10, &payload)?,
-                1 => break serde_json::from_slice(&payload).map_err(io::Error::other)?,
-                _ => {
-                    return Err(io::Error::other(format!(
-                        "expected hello, got opcode {op}: {}",
-                        String::from_utf8_lossy(&payload)
-                    )));
-                }
-            }
-        };
-        if hello["type"] != "hello" {
-            return Err(io::Error::other(format!("expected hello, got {hello}")));
-        }
+        let s = TcpStream::connect_timeout(&addr, IO_DEADLINE)?;
+        let (s, reader, hello) = upgrade_to_hello(s, addr, cookie)?;
         // The reader blocks until the server or `Drop` ends the connection.
         s.set_read_timeout(None)?;
         let writer = Arc::new(Mutex::new(s));
@@ -388,6 +377,46 @@ impl Drop for Conn {
     }
 }
 
+/// Upgrades `s`, connected to `addr`, to a chat WebSocket with the session `cookie`, and reads
+/// up to its `hello`, answering pings: the socket (with [`IO_DEADLINE`] for reads and writes),
+/// a buffered reader on a clone of it (which may already hold frames that came after the
+/// `hello`), and the `hello`. For connections a test drives itself, without a reader thread
+/// (clients that stop reading, thousands of idle ones); [`Conn::try_open`] adds the thread. A
+/// refused upgrade or a close instead of `hello` is an error.
+pub fn upgrade_to_hello(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    cookie: &str,
+) -> io::Result<(TcpStream, BufReader<TcpStream>, Value)> {
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(IO_DEADLINE))?;
+    s.set_write_timeout(Some(IO_DEADLINE))?;
+    let request = upgrade_request(addr, "/api/ws", &format!("Cookie: {cookie}\r\n"));
+    s.write_all(request.as_bytes())?;
+    let head = read_head(&mut s)?;
+    if !head.starts_with("HTTP/1.1 101 ") {
+        return Err(io::Error::other(format!("upgrade refused: {head}")));
+    }
+    let mut reader = BufReader::new(s.try_clone()?);
+    let hello: Value = loop {
+        let (op, payload) = read_whole_frame(&mut reader)?;
+        match op {
+            9 => write_frame(&mut s, 10, &payload)?,
+            1 => break serde_json::from_slice(&payload).map_err(io::Error::other)?,
+            _ => {
+                return Err(io::Error::other(format!(
+                    "expected hello, got opcode {op}: {}",
+                    String::from_utf8_lossy(&payload)
+                )));
+            }
+        }
+    };
+    if hello["type"] != "hello" {
+        return Err(io::Error::other(format!("expected hello, got {hello}")));
+    }
+    Ok((s, reader, hello))
+}
+
 /// The reader thread: records events, answers pings, ends with the connection.
 fn read_events(
     mut reader: BufReader<TcpStream>,
@@ -426,6 +455,7 @@ fn read_events(
         let room = room_index(&event["payload"]["roomId"]);
         match (event["type"].as_str(), room) {
             (Some("serverMessages"), Some(room)) => {
+                s.frames.push((now, server_frame_bytes(payload.len())));
                 for m in event["payload"]["messages"]
                     .as_array()
                     .into_iter()
@@ -515,11 +545,28 @@ impl Client {
     fn next_batch(&self, size_max: usize) -> (usize, Vec<String>) {
         let n = self.batches.fetch_add(1, Ordering::Relaxed);
         let room = (n % 2) as usize;
-        let size = 1 + (n / 2) as usize % size_max;
-        let contents = (0..size)
-            .map(|j| format!("{} {} {n}.{j}", self.name, ROOMS[room]))
-            .collect();
-        (room, contents)
+        (
+            room,
+            self.contents(n, room, 1 + (n / 2) as usize % size_max, 0),
+        )
+    }
+
+    /// Like [`Client::next_batch`], every batch in `room`: 1 to `size_max` messages, cycling;
+    /// the batch number is written with leading zeros to `digits` digits (a larger message,
+    /// still one [`parse_content`] reads).
+    fn next_batch_in(&self, room: usize, size_max: usize, digits: usize) -> (usize, Vec<String>) {
+        let n = self.batches.fetch_add(1, Ordering::Relaxed);
+        (
+            room,
+            self.contents(n, room, 1 + n as usize % size_max, digits),
+        )
+    }
+
+    /// Batch `n`'s `size` contents, `<name> <room> <n>.<index>`, `n` zero-padded to `digits`.
+    fn contents(&self, n: u64, room: usize, size: usize, digits: usize) -> Vec<String> {
+        (0..size)
+            .map(|j| format!("{} {} {n:0digits$}.{j}", self.name, ROOMS[room]))
+            .collect()
     }
 }
 
@@ -618,6 +665,23 @@ impl Poster {
             .zip(conns)
             .map(|(client, conn)| Self::start(client, conn, pace, size_max))
             .collect()
+    }
+
+    /// Like [`Poster::start`], but every batch in `room` (one room's rate is all of it), and
+    /// each message's batch number zero-padded to `digits` digits, so a test chooses the bytes
+    /// per message.
+    pub fn start_in_room(
+        client: &Arc<Client>,
+        conn: &Arc<Conn>,
+        room: usize,
+        pace: Pace,
+        size_max: usize,
+        digits: usize,
+    ) -> Poster {
+        let client = client.clone();
+        let batches =
+            std::iter::from_fn(move || Some(client.next_batch_in(room, size_max, digits)));
+        Self::spawn(conn, batches, pace)
     }
 
     /// Posts `plan`'s batches back to back.

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 pub mod chat_clients;
 pub mod crash;
+pub mod ledger;
+pub mod netns;
 
 /// How long a peer may take to start answering.
 pub const PEER_START_DEADLINE: Duration = Duration::from_secs(60);
@@ -168,6 +170,76 @@ impl Redis {
         let n = s.read(&mut buf).unwrap_or(0);
         buf.truncate(n);
         buf
+    }
+}
+
+impl Redis {
+    /// Runs one command, sent as a RESP array (arguments may hold any bytes), and returns its
+    /// reply flattened: every bulk and simple string, and every integer as decimal text, in
+    /// order; nils are left out. Unlike [`Redis::raw_args`] it reads until the reply is whole,
+    /// however long. An error reply panics.
+    pub fn strings(&self, args: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut command = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            command.extend_from_slice(arg);
+            command.extend_from_slice(b"\r\n");
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&command).unwrap();
+        let mut reply = Vec::new();
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            let mut strings = Vec::new();
+            if flatten_resp(&reply, &mut strings).is_some() {
+                return strings;
+            }
+            let n = s.read(&mut chunk).expect("read a Redis reply");
+            assert!(
+                n > 0,
+                "Redis closed after {:?}",
+                String::from_utf8_lossy(&reply)
+            );
+            reply.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Parses the RESP2 reply at the start of `buf`, pushing its strings onto `out` (see
+/// [`Redis::strings`]); the bytes it took, or `None` when `buf` holds only part of it.
+fn flatten_resp(buf: &[u8], out: &mut Vec<Vec<u8>>) -> Option<usize> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let (line, rest) = (&buf[..end], end + 2);
+    let text = || String::from_utf8_lossy(line).into_owned();
+    let number = || -> i64 {
+        std::str::from_utf8(&line[1..])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad Redis reply line {:?}", text()))
+    };
+    match line.first() {
+        Some(b'+' | b':') => {
+            out.push(line[1..].to_vec());
+            Some(rest)
+        }
+        Some(b'-') => panic!("Redis error: {}", text()),
+        Some(b'$') => {
+            let Ok(len) = usize::try_from(number()) else {
+                return Some(rest);
+            };
+            let bytes = buf.get(rest..rest + len + 2)?;
+            out.push(bytes[..len].to_vec());
+            Some(rest + len + 2)
+        }
+        Some(b'*') => {
+            let mut at = rest;
+            for _ in 0..number().max(0) {
+                at += flatten_resp(&buf[at..], out)?;
+            }
+            Some(at)
+        }
+        _ => panic!("unexpected Redis reply line {:?}", text()),
     }
 }
 
@@ -550,6 +622,57 @@ impl Ringchat {
         );
         self.child = child;
         self.addr = addr;
+    }
+}
+
+impl Ringchat {
+    /// The server process's id, for reading `/proc/<pid>/...` from the outside.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A `kB` field of `/proc/<pid>/status` in KiB: `VmRSS` (resident now), `VmHWM` (the
+    /// resident peak so far), `VmSize`...
+    pub fn proc_status_kib(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(field)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .strip_suffix(" kB")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {field} in {path}"))
+    }
+
+    /// Each of the server's threads, by name (`/proc/<pid>/task/<tid>/comm`), with the CPU time
+    /// it has used so far, user and system (`utime` + `stime`, in clock ticks of 10 ms).
+    pub fn thread_cpu_times(&self) -> Vec<(String, Duration)> {
+        /// `USER_HZ`, the unit of `/proc`'s times: 100 on every Linux architecture.
+        const TICKS_PER_SECOND: u64 = 100;
+        let tasks = format!("/proc/{}/task", self.pid());
+        let entries = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("read {tasks}: {e}"));
+        entries
+            .filter_map(|entry| {
+                // A thread may end between the listing and the reads.
+                let dir = entry.ok()?.path();
+                let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                // The fields after the name, which is in parentheses and may hold spaces:
+                // state is the 3rd field of the line, utime the 14th, stime the 15th.
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks: u64 =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                Some((
+                    name.trim_end().to_string(),
+                    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND),
+                ))
+            })
+            .collect()
     }
 }
 

@@ -29,12 +29,12 @@
 //!    history pages. Every client's sequence per room (what it had before each kill, what it
 //!    caught up on, what came live after) is the store's whole room: no gap, no duplicate.
 //!
-//! **The set check** (RELIABILITY.md's habit): a message is *attempted* when a client wrote it
-//! in a `clientMessages` event; *acknowledged* when it came back to any client in
-//! `serverMessages` (the sender's copy is its acknowledgement; an error event refuses a
-//! batch); *read back* is the store's content at the end, read from the outside (`XRANGE`, or
-//! the embedded SQLite file with the server stopped). lost = acknowledged − read back,
-//! unexpected = read back − attempted, duplicates = contents read back twice: all zero. A
+//! **The set check** (RELIABILITY.md's habit; `ringchat_proto_tests::ledger`): a message is
+//! *attempted* when a client wrote it in a `clientMessages` event; *acknowledged* when it came
+//! back to any client in `serverMessages` (the sender's copy is its acknowledgement; an error
+//! event refuses a batch); *read back* is the store's content at the end, read from the outside
+//! (`XRANGE`, or the embedded SQLite file with the server stopped). lost = acknowledged − read
+//! back, unexpected = read back − attempted, duplicates = contents read back twice: all zero. A
 //! refused or unanswered message that was stored anyway is attempted, so it is not unexpected.
 //!
 //! Figures are printed (`cargo test --test durability -- --nocapture`). The tests take turns:
@@ -63,6 +63,7 @@ use ringchat_proto_tests::chat_clients::{
     assert_only_store_unavailable, catch_up, check_sequence, hello_rooms, id_key, one_at_a_time,
     percentile, percentiles, post_json, settle_and_check, sign_up, start_ringchat, stream,
 };
+use ringchat_proto_tests::ledger::Ledger;
 use ringchat_proto_tests::{MariaDb, Redis};
 
 /// A killed server's connections ending.
@@ -93,67 +94,16 @@ fn embedded_room(data_dir: &Path, room: usize) -> Room {
         .expect("read messages")
 }
 
-/// The set check: attempted = every content `batches` wrote, whatever answered them;
-/// acknowledged = every content that came back in `serverMessages` to any of `conns`.
-/// lost = acknowledged − read back, unexpected = read back − attempted, duplicates = read back
-/// more than once: prints the figures and asserts all three are empty.
+/// The set check ([`Ledger::chat`]): attempted = every content `batches` wrote, whatever
+/// answered them; acknowledged = every content that came back in `serverMessages` to any of
+/// `conns`. Prints the figures and asserts lost = unexpected = duplicates = 0.
 fn set_check<'a>(
     what: &str,
     batches: impl IntoIterator<Item = &'a Batch>,
     conns: &[Arc<Conn>],
     read_back: &[Room; 2],
 ) {
-    let attempted: HashSet<String> = batches
-        .into_iter()
-        .flat_map(|b| b.contents.iter().cloned())
-        .collect();
-    let mut acknowledged: HashSet<String> = HashSet::new();
-    for conn in conns {
-        conn.with(|s| acknowledged.extend(s.contents.iter().cloned()));
-    }
-    let mut stored: HashSet<&str> = HashSet::new();
-    let mut duplicates: Vec<&str> = Vec::new();
-    for (_, content) in read_back.iter().flatten() {
-        if !stored.insert(content) {
-            duplicates.push(content);
-        }
-    }
-    let mut lost: Vec<&str> = acknowledged
-        .iter()
-        .map(String::as_str)
-        .filter(|c| !stored.contains(c))
-        .collect();
-    let mut unexpected: Vec<&str> = stored
-        .iter()
-        .copied()
-        .filter(|c| !attempted.contains(*c))
-        .collect();
-    lost.sort();
-    unexpected.sort();
-    let stored_unacknowledged = stored
-        .iter()
-        .filter(|c| !acknowledged.contains(**c))
-        .count();
-    eprintln!(
-        "{what}: attempted {}, acknowledged {}, read back {} ({stored_unacknowledged} of them \
-         never acknowledged): lost {}, unexpected {}, duplicates {}",
-        attempted.len(),
-        acknowledged.len(),
-        stored.len() + duplicates.len(),
-        lost.len(),
-        unexpected.len(),
-        duplicates.len()
-    );
-    assert!(
-        lost.is_empty() && unexpected.is_empty() && duplicates.is_empty(),
-        "{what}: lost {} (first {:?}), unexpected {} (first {:?}), duplicates {} (first {:?})",
-        lost.len(),
-        &lost[..lost.len().min(5)],
-        unexpected.len(),
-        &unexpected[..unexpected.len().min(5)],
-        duplicates.len(),
-        &duplicates[..duplicates.len().min(5)]
-    );
+    Ledger::chat(batches, conns, read_back).assert_clean(what);
 }
 
 /// Each connection with its client's name, for [`settle_and_check`].

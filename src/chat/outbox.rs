@@ -28,6 +28,10 @@ use bytes::Bytes;
 pub const SLOW_CONSUMER_CLOSE_CODE: u16 = 1008;
 /// The close reason sent with [`SLOW_CONSUMER_CLOSE_CODE`].
 pub const SLOW_CONSUMER_REASON: &str = "slow consumer";
+/// A slow consumer's connection ends at most this long after it passed its budget (plus the
+/// deadline sweeper's period), whether or not its last frame or line could still be written: a
+/// write stuck on a full socket is not waited out to the send timeout.
+pub const SLOW_CONSUMER_CLOSE_WITHIN_MS: u64 = 500;
 /// Default budget of one outbox, in bytes: queued plus being written. At the default 100 messages
 /// of history and a few hundred bytes a message, this holds several hellos' worth of traffic,
 /// so only a reader that has really stopped reaches it.

@@ -9,7 +9,7 @@
 //! through its [`Outbox`], whose byte budget is the WebSocket's (`--ws-max-message` ×
 //! [`OUTBOX_MESSAGES_BUDGET`]): a client that does not read is cut as a slow consumer (the
 //! queue is dropped, one last error line is admitted past the budget, the socket is closed
-//! within [`CLOSE_WAIT_MS`]), and no write ever waits on the core.
+//! within [`SLOW_CONSUMER_CLOSE_WITHIN_MS`]), and no write ever waits on the core.
 //!
 //! **Idle timeout.** Every read pushes the idle deadline to `--line-idle-timeout` from now; the
 //! writer, waiting, notices it passed and says `IDLE_TIMEOUT` before closing. `rt`'s deadline
@@ -38,7 +38,7 @@ use crate::chat::events::EventError;
 use crate::chat::line::{
     self as text, Command, JOIN_HISTORY_LINES, check_nick, guest_user, nick_key,
 };
-use crate::chat::outbox::{OUTBOX_WRITE_BYTES_MAX, Outbox};
+use crate::chat::outbox::{OUTBOX_WRITE_BYTES_MAX, Outbox, SLOW_CONSUMER_CLOSE_WITHIN_MS};
 use crate::chat::subscribers::ConnId;
 use crate::proto::line::{LineDecoder, LineEvent};
 use crate::rt::Conn;
@@ -140,8 +140,9 @@ impl Shared {
         );
         self.outbox.borrow_mut().close_with(Bytes::from(last));
         self.hangup.set(true);
-        self.conn
-            .set_deadline(Some(Instant::now() + Duration::from_millis(CLOSE_WAIT_MS)));
+        self.conn.set_deadline(Some(
+            Instant::now() + Duration::from_millis(SLOW_CONSUMER_CLOSE_WITHIN_MS),
+        ));
         self.wake.notify_one();
     }
 }

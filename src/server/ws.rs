@@ -8,7 +8,8 @@
 //! heartbeat is due) and sends everything pending in one vectored write per turn, control frames
 //! first. Data frames wait in the connection's [`Outbox`], whose byte budget (`--ws-max-message`
 //! times [`OUTBOX_MESSAGES_BUDGET`]) bounds memory: a client that does not read is closed with
-//! 1008 "slow consumer" instead of growing a queue.
+//! 1008 "slow consumer" instead of growing a queue, and its socket is shut down within
+//! [`SLOW_CONSUMER_CLOSE_WITHIN_MS`] even when a write is stuck on it.
 //!
 //! **Heartbeat and idle timeout.** The writer sends a ping every `--ws-ping-interval`. Every
 //! read (data, pong or anything else) pushes the connection's deadline to `--ws-idle-timeout`
@@ -39,7 +40,8 @@ use crate::chat::events::{
     encode_room_history,
 };
 use crate::chat::outbox::{
-    OUTBOX_WRITE_BYTES_MAX, Outbox, SLOW_CONSUMER_CLOSE_CODE, SLOW_CONSUMER_REASON,
+    OUTBOX_WRITE_BYTES_MAX, Outbox, SLOW_CONSUMER_CLOSE_CODE, SLOW_CONSUMER_CLOSE_WITHIN_MS,
+    SLOW_CONSUMER_REASON,
 };
 use crate::chat::subscribers::ConnId;
 use crate::proto::ws::{
@@ -93,6 +95,11 @@ struct Shared {
     idle_deadline: Cell<Instant>,
     /// A write is in flight (its send deadline is in force).
     writing: Cell<bool>,
+    /// Set when the connection was cut as a slow consumer: it ends by then, at the latest,
+    /// whatever else moves its deadline.
+    cut_by: Cell<Option<Instant>>,
+    /// Wakes the writer out of a write stuck on a full socket when the connection is cut.
+    cut_wake: Notify,
 }
 
 impl Recipient for Shared {
@@ -111,10 +118,7 @@ impl Recipient for Shared {
 
     fn cut(&self) {
         // Cut while its hello was pending.
-        self.ws.borrow_mut().close(
-            CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
-            SLOW_CONSUMER_REASON,
-        );
+        cut_slow_consumer(self);
         self.wake.notify_one();
     }
 
@@ -147,6 +151,8 @@ pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: En
         reader_done: Cell::new(false),
         idle_deadline: Cell::new(Instant::now() + settings.idle_timeout),
         writing: Cell::new(false),
+        cut_by: Cell::new(None),
+        cut_wake: Notify::new(),
     });
     conn.set_idle(false);
     conn.set_deadline(Some(shared.idle_deadline.get()));
@@ -307,6 +313,10 @@ async fn room_history(hub: &Hub, shared: &Shared, member: &Member, room: usize, 
 }
 
 fn set_idle_deadline(conn: &Conn, shared: &Shared, deadline: Instant) {
+    let deadline = shared
+        .cut_by
+        .get()
+        .map_or(deadline, |cut| cut.min(deadline));
     shared.idle_deadline.set(deadline);
     if !shared.writing.get() {
         conn.set_deadline(Some(deadline));
@@ -362,6 +372,7 @@ async fn read_loop(
         if matches!(state, State::Closed | State::Failed) {
             close_soon(conn, shared);
         }
+        discard_when_finished(state, &mut input);
         if input.is_empty()
             && small_reads >= WS_SMALL_READS_BEFORE_SHRINK
             && input.capacity() > WS_IDLE_READ_BYTES
@@ -391,6 +402,18 @@ async fn read_loop(
     shared.wake.notify_one();
 }
 
+/// Drops the unread input of a connection whose engine has closed or failed: the engine will
+/// never use it, and keeping it would let a client that floods after its close or its error
+/// (a million tiny fragments behind the one over the limit) grow the read buffer at the
+/// speed of the network until [`CLOSE_WAIT_MS`] ends the connection. RFC 6455 §7.1.7: "An
+/// endpoint MUST NOT continue to attempt to process data (including a responding Close frame)
+/// from the remote endpoint after being instructed to _Fail the WebSocket Connection_."
+fn discard_when_finished(state: State, input: &mut Vec<u8>) {
+    if matches!(state, State::Closed | State::Failed) {
+        input.clear();
+    }
+}
+
 /// The echo endpoint, for one client message. (A chat connection that failed to open also
 /// lands here with its close queued; the engine then gives no more messages.)
 fn echo(shared: &Shared, event: Event) {
@@ -416,13 +439,29 @@ fn queue(shared: &Shared, frame: Bytes) -> bool {
         return false;
     }
     if shared.outbox.borrow_mut().push(frame).is_err() {
-        shared.ws.borrow_mut().close(
-            CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
-            SLOW_CONSUMER_REASON,
-        );
+        cut_slow_consumer(shared);
         return false;
     }
     true
+}
+
+/// Closes the connection with 1008 "slow consumer" and gives it
+/// [`SLOW_CONSUMER_CLOSE_WITHIN_MS`] to end: the writer, even if stuck in a write the client
+/// does not read, moves the socket's deadline there, and no later read or close frame moves it
+/// back.
+fn cut_slow_consumer(shared: &Shared) {
+    shared.ws.borrow_mut().close(
+        CloseCode::from(SLOW_CONSUMER_CLOSE_CODE),
+        SLOW_CONSUMER_REASON,
+    );
+    if shared.cut_by.get().is_none() {
+        let cut_by = Instant::now() + Duration::from_millis(SLOW_CONSUMER_CLOSE_WITHIN_MS);
+        shared.cut_by.set(Some(cut_by));
+        shared
+            .idle_deadline
+            .set(shared.idle_deadline.get().min(cut_by));
+        shared.cut_wake.notify_one();
+    }
 }
 
 async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {
@@ -482,7 +521,16 @@ async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {
         conn.set_deadline(Some(
             (Instant::now() + core.settings().send_timeout).min(shared.idle_deadline.get()),
         ));
-        let result = conn.write_all_vectored(bufs).await;
+        let write = conn.write_all_vectored(bufs);
+        tokio::pin!(write);
+        let result = loop {
+            tokio::select! {
+                result = &mut write => break result,
+                // Cut while this write waits on a client that does not read: end it by the
+                // cut's deadline rather than the send timeout's.
+                _ = shared.cut_wake.notified() => conn.set_deadline(Some(shared.idle_deadline.get())),
+            }
+        };
         shared.writing.set(false);
         conn.set_deadline(Some(shared.idle_deadline.get()));
         shared.outbox.borrow_mut().completed(data_bytes);
@@ -495,5 +543,88 @@ async fn write_loop(core: &Core, conn: &Conn, shared: &Shared) {
         if close_sent {
             close_soon(conn, shared);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ws::{Control, Data, OpCode, encode_masked};
+
+    /// What the read loop does with one read: the engine takes what it can, then the rest is
+    /// kept for the next read unless the engine is finished.
+    fn read_once(ws: &mut WsConnection, input: &mut Vec<u8>, bytes: &[u8]) {
+        input.extend_from_slice(bytes);
+        let used = ws.handle_input(input).unwrap_or_default();
+        input.drain(..used);
+        while ws.poll_event().is_some() {}
+        discard_when_finished(ws.state(), input);
+    }
+
+    #[test]
+    fn a_flood_after_a_failure_is_not_kept() {
+        let mut ws = WsConnection::new(16);
+        let mut input = Vec::new();
+        // A frame that fails the connection (a new message inside a fragmented one), then a
+        // flood of tiny fragments like tests/abuse.rs's, for as long as the socket takes them.
+        let mut tiny = Vec::new();
+        encode_masked(
+            false,
+            OpCode::Data(Data::Continue),
+            [1, 2, 3, 4],
+            b"",
+            &mut tiny,
+        );
+        let mut start = Vec::new();
+        encode_masked(
+            false,
+            OpCode::Data(Data::Text),
+            [1, 2, 3, 4],
+            b"t",
+            &mut start,
+        );
+        read_once(&mut ws, &mut input, &start.repeat(2));
+        assert_eq!(
+            ws.state(),
+            State::Failed,
+            "a new message inside a fragmented one"
+        );
+        assert!(input.is_empty());
+        for _ in 0..1000 {
+            read_once(&mut ws, &mut input, &tiny.repeat(100));
+            assert!(input.is_empty(), "{} bytes kept", input.len());
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_close_are_not_kept_and_before_it_are() {
+        let mut ws = WsConnection::new(1024);
+        let mut input = Vec::new();
+        let mut text = Vec::new();
+        encode_masked(
+            true,
+            OpCode::Data(Data::Text),
+            [1, 2, 3, 4],
+            b"hello",
+            &mut text,
+        );
+        // Half a frame waits for its rest while the connection is open.
+        read_once(&mut ws, &mut input, &text[..4]);
+        assert_eq!(input, text[..4]);
+        let mut close = Vec::new();
+        encode_masked(
+            true,
+            OpCode::Control(Control::Close),
+            [1, 2, 3, 4],
+            &[0x03, 0xe8],
+            &mut close,
+        );
+        read_once(&mut ws, &mut input, &[&text[4..], &close, &text].concat());
+        assert_eq!(ws.state(), State::Closed);
+        assert!(
+            input.is_empty(),
+            "{} bytes kept after the close",
+            input.len()
+        );
     }
 }

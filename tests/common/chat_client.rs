@@ -252,10 +252,15 @@ impl Ws {
 
     /// The next frame: (opcode, payload); pings are skipped.
     pub fn frame(&mut self) -> (u8, Vec<u8>) {
+        self.try_frame().unwrap()
+    }
+
+    /// [`Ws::frame`], or the error that ended the connection.
+    pub fn try_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
         loop {
-            let (_, op, payload) = read_frame(&mut self.s).unwrap();
+            let (_, op, payload) = read_frame(&mut self.s)?;
             if op != 9 {
-                return (op, payload);
+                return Ok((op, payload));
             }
         }
     }
