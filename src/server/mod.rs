@@ -8,7 +8,7 @@
 pub mod api;
 pub mod chat;
 mod history;
-mod http;
+pub mod http;
 mod line;
 pub mod metrics;
 pub mod response;

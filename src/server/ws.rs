@@ -371,8 +371,15 @@ async fn read_loop(
         let state = shared.ws.borrow().state();
         if matches!(state, State::Closed | State::Failed) {
             close_soon(conn, shared);
+            discard_when_finished(state, &mut input);
+            // Input that never pauses (a flood after the error) would keep this loop from
+            // yielding: let the writer send the close now, and stop reading at the close wait
+            // even if the socket always has more.
+            tokio::task::yield_now().await;
+            if Instant::now() >= shared.idle_deadline.get() {
+                break;
+            }
         }
-        discard_when_finished(state, &mut input);
         if input.is_empty()
             && small_reads >= WS_SMALL_READS_BEFORE_SHRINK
             && input.capacity() > WS_IDLE_READ_BYTES

@@ -181,6 +181,46 @@ impl Server {
         read_response(&mut s, false).expect("response")
     }
 
+    /// A `kB` field of the server's `/proc/PID/status` (see [`proc_status_kib`]).
+    pub fn proc_status_kib(&self, field: &str) -> u64 {
+        proc_status_kib(self.child.id(), field)
+    }
+
+    /// The server's resident memory now, in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        self.proc_status_kib("VmRSS")
+    }
+
+    /// CPU time the server process has used so far, user and system, all threads (`utime` and
+    /// `stime` of `/proc/PID/stat`; the kernel counts them in clock ticks, 10 ms on most
+    /// systems, so compare differences over enough work to span many ticks).
+    pub fn cpu_time(&self) -> Duration {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // The command name (field 2) is in parentheses and may hold spaces; count from after it.
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after it.
+        let after_name = &stat[stat.rfind(')').expect("a /proc stat line") + 1..];
+        let ticks: u64 = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|t| t.parse::<u64>().expect("a tick count"))
+            .sum();
+        // SAFETY: sysconf(3) reads a constant of the system; no memory is involved.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        assert!(per_second > 0, "sysconf(_SC_CLK_TCK)");
+        Duration::from_secs_f64(ticks as f64 / per_second as f64)
+    }
+
+    /// The log lines that arrived so far and say something panicked (the standard panic hook
+    /// writes `thread '…' panicked at …` to stderr). Consumes the lines it reads.
+    pub fn panics_logged(&self) -> Vec<String> {
+        self.log
+            .try_iter()
+            .filter(|line| line.contains("panicked"))
+            .collect()
+    }
+
     /// The value of one metric line, e.g. `ringchat_accepted_connections_total{core="0"}`.
     pub fn metric(&self, key: &str) -> u64 {
         let body = self.get("/metrics").text();
@@ -229,7 +269,8 @@ impl Resp {
 }
 
 /// Reads one response; `head_request` means no body follows whatever Content-Length says.
-pub fn read_response(s: &mut TcpStream, head_request: bool) -> std::io::Result<Resp> {
+/// Reads from a socket, or from a byte slice holding what one sent (which it advances).
+pub fn read_response(s: &mut impl Read, head_request: bool) -> std::io::Result<Resp> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -293,4 +334,18 @@ pub fn read_to_eof(s: &mut TcpStream) -> (Vec<u8>, bool) {
 
 pub fn path(p: &Path) -> PathBuf {
     p.to_path_buf()
+}
+
+/// A `kB` field of `/proc/PID/status`, e.g. `VmRSS` (resident memory now) or `VmHWM` (its
+/// peak). Free of [`Server`], so a sampling thread can take the pid alone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let prefix = format!("{field}:");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {path}"))
 }
