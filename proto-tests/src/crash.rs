@@ -28,6 +28,7 @@ impl Ringchat {
             "ringchat is still running: kill9 or stop it first"
         );
         let (child, _) = Self::spawn(
+            &self.binary,
             self.addr,
             self.static_dir.path(),
             self.data_dir.path(),

@@ -457,24 +457,63 @@ pub fn ringchat_binary() -> PathBuf {
                 );
                 return bin;
             }
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("proto-tests sits in the workspace root")
-                .to_path_buf();
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .map_or_else(|| workspace.join("target"), |t| workspace.join(t));
-            let bin = target.join("debug").join("ringchat");
+            let bin = target_dir().join("debug").join("ringchat");
             if !bin.exists() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "--bin", "ringchat"])
-                    .current_dir(&workspace)
-                    .status()
-                    .expect("run cargo build --bin ringchat");
-                assert!(status.success(), "cargo build --bin ringchat failed");
-                assert!(bin.exists(), "{} missing after cargo build", bin.display());
+                cargo_build(&["build", "--bin", "ringchat"], &bin);
             }
+            bin
+        })
+        .clone()
+}
+
+/// The workspace's root.
+fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("proto-tests sits in the workspace root")
+        .to_path_buf()
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR` respected).
+fn target_dir() -> PathBuf {
+    let workspace = workspace_dir();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| workspace.join("target"), |t| workspace.join(t))
+}
+
+/// Runs cargo with `args` in the workspace; `built` must exist afterwards.
+fn cargo_build(args: &[&str], built: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let command = format!("cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("run {command}: {e}"));
+    assert!(status.success(), "{command} failed");
+    assert!(
+        built.exists(),
+        "{} missing after {command}",
+        built.display()
+    );
+}
+
+/// The release build, `<target>/release/ringchat`, for the tests whose figures are a release
+/// build's (hundreds of requests at once on two cores, which a debug build answers several
+/// times slower): `cargo build --release --bin ringchat` is run first, once per test process,
+/// which costs a second when the build is fresh, as in CI (proto-tests/run builds the workspace
+/// in release before `cargo test`), and rebuilds it when the sources changed. `RINGCHAT_BIN`,
+/// when set, wins here too.
+pub fn ringchat_release_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if std::env::var_os("RINGCHAT_BIN").is_some() {
+                return ringchat_binary();
+            }
+            let bin = target_dir().join("release").join("ringchat");
+            cargo_build(&["build", "--release", "--bin", "ringchat"], &bin);
             bin
         })
         .clone()
@@ -486,6 +525,8 @@ pub fn ringchat_binary() -> PathBuf {
 pub struct Ringchat {
     pub addr: SocketAddr,
     child: Child,
+    /// The executable it runs, also after a restart.
+    binary: PathBuf,
     args: Vec<String>,
     static_dir: tempfile::TempDir,
     data_dir: tempfile::TempDir,
@@ -498,6 +539,12 @@ impl Ringchat {
     /// Starts with `--listen 127.0.0.1:0 --threads 2 --data-dir <temp> --static <temp>` and
     /// `extra` (which may give its own `--threads`).
     pub fn start(extra: &[&str]) -> Ringchat {
+        Self::start_binary(ringchat_binary(), extra)
+    }
+
+    /// Like [`Ringchat::start`], running `binary` (and running it again on every restart), e.g.
+    /// [`ringchat_release_binary`].
+    pub fn start_binary(binary: PathBuf, extra: &[&str]) -> Ringchat {
         let static_dir = tempfile::tempdir().expect("static tempdir");
         std::fs::write(
             static_dir.path().join("index.html"),
@@ -509,10 +556,17 @@ impl Ringchat {
         if !args.iter().any(|a| a == "--threads") {
             args.extend(["--threads".to_string(), "2".to_string()]);
         }
-        let (child, addr) = Self::spawn(Self::EPHEMERAL, static_dir.path(), data_dir.path(), &args);
+        let (child, addr) = Self::spawn(
+            &binary,
+            Self::EPHEMERAL,
+            static_dir.path(),
+            data_dir.path(),
+            &args,
+        );
         Ringchat {
             addr,
             child,
+            binary,
             args,
             static_dir,
             data_dir,
@@ -523,12 +577,13 @@ impl Ringchat {
     /// data directory and flags given; returns once it logs `listening`, with the address that
     /// line names.
     fn spawn(
+        binary: &Path,
         listen: SocketAddr,
         static_dir: &Path,
         data_dir: &Path,
         args: &[String],
     ) -> (Child, SocketAddr) {
-        let mut child = Command::new(ringchat_binary())
+        let mut child = Command::new(binary)
             .arg("--listen")
             .arg(listen.to_string())
             .args(["--log-level", "info", "--static"])
@@ -615,6 +670,7 @@ impl Ringchat {
     pub fn restart(&mut self) {
         self.stop();
         let (child, addr) = Self::spawn(
+            &self.binary,
             Self::EPHEMERAL,
             self.static_dir.path(),
             self.data_dir.path(),

@@ -102,6 +102,8 @@ struct Pool {
     sender: Option<SyncSender<Job>>,
     threads: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// The queue's capacity, `queue_max` of [`Workers::start`].
+    queue_max: usize,
 }
 
 #[derive(Default)]
@@ -158,6 +160,7 @@ impl Workers {
             sender: Some(sender),
             threads: Vec::with_capacity(threads),
             counters: Arc::clone(&counters),
+            queue_max,
         };
         for index in 0..threads {
             let receiver = Arc::clone(&receiver);
@@ -232,6 +235,19 @@ impl Workers {
     /// The number of worker threads.
     pub fn threads(&self) -> usize {
         self.pool.threads.len()
+    }
+
+    /// Whether a job submitted now would be refused with [`Busy`]: every thread is busy and the
+    /// queue holds `queue_max` jobs. A hint for a caller with work to do before it can submit
+    /// (the REST layer's store lookup before a password check), so that it can refuse at once
+    /// instead of doing that work first; [`Workers::submit`] still decides.
+    pub fn is_full(&self) -> bool {
+        self.queued() >= self.pool.queue_max && self.busy() >= self.threads()
+    }
+
+    /// The most jobs the pool holds at once: one running per thread, `queue_max` waiting.
+    pub fn capacity(&self) -> usize {
+        self.threads() + self.pool.queue_max
     }
 }
 
@@ -359,15 +375,18 @@ mod tests {
     #[test]
     fn a_full_queue_is_busy_at_once() {
         let workers = Workers::start(1, 1).unwrap();
+        assert_eq!(workers.capacity(), 2);
         let (release, released) = mpsc::channel::<()>();
         // Occupies the only thread until released.
         let running = workers
             .submit(move || released.recv_timeout(Duration::from_millis(DEADLINE_MS)))
             .unwrap();
         wait_until("the first job to start", || workers.busy() == 1);
+        assert!(!workers.is_full(), "the queue has room");
         // Fills the queue.
         let queued = workers.submit(|| "queued").unwrap();
         assert_eq!(workers.queued(), 1);
+        assert!(workers.is_full());
         let started = Instant::now();
         assert!(matches!(workers.submit(|| "refused"), Err(Busy)));
         assert!(started.elapsed() < Duration::from_millis(100));
@@ -380,6 +399,7 @@ mod tests {
         });
         wait_until("the pool to be idle", || workers.busy() == 0);
         assert_eq!(workers.queued(), 0);
+        assert!(!workers.is_full());
         // Room again.
         assert_eq!(block_on(workers.submit(|| 7).unwrap()).unwrap(), 7);
     }

@@ -27,7 +27,7 @@
 //! Not here: `X-Forwarded-For` (behind a proxy every client shares the proxy's address and its
 //! buckets), CSRF tokens (`SameSite=Strict` is the defence, as in the reference).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,25 @@ pub struct Api {
     limits_body: Bytes,
     /// Origins whose pages may POST here (`--allowed-origins`, as for WebSockets).
     allowed_origins: AllowedOrigins,
+    /// This core's logins between their admission and their answer (see
+    /// [`Api::check_login`]); at most the hashing pool's capacity.
+    logins_in_flight: Cell<usize>,
+}
+
+/// Counts one login in [`Api::logins_in_flight`] for as long as it lives.
+struct LoginInFlight<'a>(&'a Cell<usize>);
+
+impl<'a> LoginInFlight<'a> {
+    fn enter(count: &'a Cell<usize>) -> LoginInFlight<'a> {
+        count.set(count.get() + 1);
+        LoginInFlight(count)
+    }
+}
+
+impl Drop for LoginInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 /// The endpoints and the methods each allows.
@@ -139,6 +158,7 @@ impl Api {
             )),
             signups_by_ip: RefCell::new(Limiter::new(limits.signups, RATE_LIMIT_KEYS_MAX)),
             limits_body: Bytes::from(limits_json(limits.message_chars_max)),
+            logins_in_flight: Cell::new(0),
         }
     }
 
@@ -290,6 +310,17 @@ impl Api {
         if let Err(wait) = by_ip.and(by_email) {
             return Err(LoginRefused::RateLimited(wait));
         }
+        // Logins the hashing pool cannot take are refused before the store is asked: the
+        // answer would be 503 anyway, and in a login storm every refused login would first wait
+        // its turn for the core's store connections, so the 503s came late (hundreds of
+        // milliseconds with MySQL; RELIABILITY.md asks for 50 ms). A full pool refuses, and so
+        // does this core when it already has as many logins looking up their user as the pool
+        // holds: logins arriving together all find the pool empty, since none has reached it
+        // yet.
+        if self.workers.is_full() || self.logins_in_flight.get() >= self.workers.capacity() {
+            return Err(LoginRefused::HashingBusy);
+        }
+        let _in_flight = LoginInFlight::enter(&self.logins_in_flight);
         let credentials = self
             .store
             .credentials_by_email(email)
