@@ -63,6 +63,16 @@
 //!   (~28k) can be used.
 //! - `login`: `--clients` keep-alive HTTP clients post `/api/login` back to back for
 //!   `--duration` seconds over `--users` accounts; logins per second and their latency.
+//! - `churn` and `overload` (`chat_load/streams.rs`): open-loop posting while connections come
+//!   and go: `churn` closes and reopens `--churn-pct` % of the connections per second;
+//!   `overload` steps the rate through `--steps` multiples of `--capacity`. Latency and refusals
+//!   per `--latency-window`, failures by kind, lost / unstored / out-of-order messages.
+//! - `cycles` (`chat_load/cycles.rs`): `--cycles` connect → authenticate → `hello` → close
+//!   cycles, `--in-flight` at once, every failure counted by kind.
+//!
+//!   These three (`chat_load/lifecycle.rs`) also watch the server: with `--samples CSV` its
+//!   `VmRSS`, open descriptors and `/metrics` connection counts every `--sample-interval`
+//!   seconds, and at the end whether descriptors and connections came back to their baseline.
 //!
 //! Output: one `key=value` per line on stdout, for scripts (bench/run, bench/chat-fanout.py),
 //! including `pct_<quantile>_us` lines for percentile curves.
@@ -82,11 +92,24 @@ use ringchat_bench::proc_stat::{decode_clock_ticks_per_second, decode_cpu_ticks}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+// The crate root's modules would be looked up beside it in src/bin/, where every file is a
+// binary of its own; these live in src/bin/chat_load/.
+#[path = "chat_load/cycles.rs"]
+mod cycles;
+#[path = "chat_load/lifecycle.rs"]
+mod lifecycle;
+#[path = "chat_load/streams.rs"]
+mod streams;
+
 const USAGE: &str = "usage: chat-load --addr IP:PORT[,IP:PORT...] [--proto ringchat|room] \
 [--scenario fanout|burst|idle|login] [--conns N] [--users N] [--senders N] [--rooms N] \
 [--rate MSG_PER_S] [--window N] [--warmup S] [--duration S] [--drain S] [--size BYTES] \
 [--settle S] [--source-ips N] [--clients N] [--server-pid P[,P...]] [--server-cpu N] \
-[--aux-pid LABEL:PID[,LABEL:PID...]] [--connect-parallel N]";
+[--aux-pid LABEL:PID[,LABEL:PID...]] [--connect-parallel N] \
+[--scenario churn|cycles|overload] [--churn-pct P] [--observers K] [--latency-window S] \
+[--samples CSV] \
+[--sample-interval S] [--cycles K] [--in-flight C] [--capacity MSG_PER_S] \
+[--steps MULT:S[,MULT:S...]] [--hello-timeout S] [--close-timeout S] [--leak-timeout S]";
 
 /// Quantiles printed as `pct_<q>_us`, for latency percentile curves.
 const CURVE_QUANTILES: [f64; 12] = [
@@ -112,6 +135,9 @@ enum Scenario {
     Burst,
     Idle,
     Login,
+    Churn,
+    Cycles,
+    Overload,
 }
 
 #[derive(Clone)]
@@ -139,6 +165,26 @@ struct Args {
     /// Other processes (Redis, MySQL) whose CPU over the window is reported apart.
     aux_pids: Vec<(String, u32)>,
     connect_parallel: usize,
+    /// `churn`: percent of the connections closed and reopened per second.
+    churn_pct: f64,
+    /// `churn`, `overload`: latency window, seconds (None: 10 for churn, 1 for overload).
+    latency_window: Option<f64>,
+    /// `churn`, `cycles`, `overload`: CSV of server samples (RSS, fds, open connections).
+    samples: Option<String>,
+    sample_interval: f64,
+    /// `churn`, `overload`: how many connections are observed (0: all; see streams.rs).
+    observers: usize,
+    /// `cycles`: how many, and how many at once.
+    cycles: u64,
+    in_flight: usize,
+    /// `overload`: (multiple of capacity, seconds) steps, and the capacity in messages/s.
+    steps: Vec<(f64, f64)>,
+    capacity: f64,
+    /// Seconds for a hello, for the server's answer to our close, and for the server's
+    /// descriptors and connection count to come back to their baseline at the end.
+    hello_timeout: f64,
+    close_timeout: f64,
+    leak_timeout: f64,
 }
 
 impl Args {
@@ -179,6 +225,18 @@ fn parse_args() -> Result<Option<Args>> {
         server_cpu: None,
         aux_pids: Vec::new(),
         connect_parallel: 64,
+        churn_pct: 2.0,
+        observers: 0,
+        latency_window: None,
+        samples: None,
+        sample_interval: 2.0,
+        cycles: 100_000,
+        in_flight: 32,
+        steps: vec![(0.5, 10.0), (2.0, 60.0), (0.5, 20.0)],
+        capacity: 0.0,
+        hello_timeout: 30.0,
+        close_timeout: 5.0,
+        leak_timeout: 15.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -207,6 +265,9 @@ fn parse_args() -> Result<Option<Args>> {
                     "burst" => Scenario::Burst,
                     "idle" => Scenario::Idle,
                     "login" => Scenario::Login,
+                    "churn" => Scenario::Churn,
+                    "cycles" => Scenario::Cycles,
+                    "overload" => Scenario::Overload,
                     _ => bail!("{}", bad()),
                 }
             }
@@ -246,6 +307,27 @@ fn parse_args() -> Result<Option<Args>> {
             }
             "--server-cpu" => a.server_cpu = Some(value.parse().with_context(bad)?),
             "--connect-parallel" => a.connect_parallel = value.parse().with_context(bad)?,
+            "--churn-pct" => a.churn_pct = value.parse().with_context(bad)?,
+            "--observers" => a.observers = value.parse().with_context(bad)?,
+            "--latency-window" => a.latency_window = Some(value.parse().with_context(bad)?),
+            "--samples" => a.samples = Some(value),
+            "--sample-interval" => a.sample_interval = value.parse().with_context(bad)?,
+            "--cycles" => a.cycles = value.parse().with_context(bad)?,
+            "--in-flight" => a.in_flight = value.parse().with_context(bad)?,
+            "--capacity" => a.capacity = value.parse().with_context(bad)?,
+            "--steps" => {
+                a.steps = value
+                    .split(',')
+                    .map(|step| {
+                        let (m, secs) = step.split_once(':')?;
+                        Some((m.trim().parse().ok()?, secs.trim().parse().ok()?))
+                    })
+                    .collect::<Option<_>>()
+                    .with_context(bad)?
+            }
+            "--hello-timeout" => a.hello_timeout = value.parse().with_context(bad)?,
+            "--close-timeout" => a.close_timeout = value.parse().with_context(bad)?,
+            "--leak-timeout" => a.leak_timeout = value.parse().with_context(bad)?,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -270,6 +352,31 @@ fn parse_args() -> Result<Option<Args>> {
     if a.proto == Proto::Room && a.scenario == Scenario::Login {
         bail!("--scenario login needs --proto ringchat");
     }
+    let lifecycle = matches!(
+        a.scenario,
+        Scenario::Churn | Scenario::Cycles | Scenario::Overload
+    );
+    if lifecycle && a.proto != Proto::Ringchat {
+        bail!("--scenario churn, cycles and overload need --proto ringchat");
+    }
+    if lifecycle && a.addrs.len() != 1 {
+        bail!("--scenario churn, cycles and overload measure one server: one --addr");
+    }
+    if !(0.0..=50.0).contains(&a.churn_pct) || a.in_flight == 0 || a.sample_interval <= 0.0 {
+        bail!("--churn-pct must be 0..=50, --in-flight and --sample-interval positive");
+    }
+    if a.latency_window.is_some_and(|w| w <= 0.0) {
+        bail!("--latency-window must be positive");
+    }
+    if a.steps.is_empty()
+        || a.steps.len() > streams::STEPS_MAX
+        || a.steps.iter().any(|&(m, secs)| m <= 0.0 || secs <= 0.0)
+    {
+        bail!(
+            "--steps takes 1 to {} MULTIPLE:SECONDS pairs, both positive",
+            streams::STEPS_MAX
+        );
+    }
     if a.size > 4000 {
         bail!("--size must be at most 4000 (the server's limit is 4096 characters)");
     }
@@ -291,10 +398,25 @@ fn now_ns() -> u64 {
 
 fn sign_up(addr: &str, username: &str) -> Result<String> {
     let body = format!(
-        r#"{{"username":"{username}","email":"{username}@bench.example","password":"benchpassword-1234"}}"#
+        r#"{{"username":"{username}","email":"{username}@bench.example","password":"{BENCH_PASSWORD}"}}"#
     );
+    post_for_cookie(addr, "/api/create-account", &body)
+        .with_context(|| format!("create-account for {username}"))
+}
+
+/// Logs in as the account `sign_up(addr, username)` made; returns the new session's cookie.
+fn log_in(addr: &str, username: &str) -> Result<String> {
+    let body = format!(r#"{{"email":"{username}@bench.example","password":"{BENCH_PASSWORD}"}}"#);
+    post_for_cookie(addr, "/api/login", &body).with_context(|| format!("login for {username}"))
+}
+
+/// Every bench account's password.
+const BENCH_PASSWORD: &str = "benchpassword-1234";
+
+/// Posts a JSON `body` to `path` on a fresh connection and returns the `sid` cookie it sets.
+fn post_for_cookie(addr: &str, path: &str, body: &str) -> Result<String> {
     let request = format!(
-        "POST /api/create-account HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -307,7 +429,7 @@ fn sign_up(addr: &str, username: &str) -> Result<String> {
     let text = String::from_utf8_lossy(&response);
     let status = text.lines().next().unwrap_or("");
     if !status.contains(" 204") && !status.contains(" 200") {
-        bail!("create-account for {username}: {status:?}\n{text}");
+        bail!("{status:?}\n{text}");
     }
     for line in text.lines() {
         let lower = line.to_ascii_lowercase();
@@ -319,7 +441,7 @@ fn sign_up(addr: &str, username: &str) -> Result<String> {
             }
         }
     }
-    bail!("create-account for {username}: no sid cookie in\n{text}")
+    bail!("no sid cookie in\n{text}")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,6 +667,75 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Calls `each(room, id, content)` for every message of a `serverMessages` event, in order
+/// (`id` is the server's `<ms>-<seq>`); does nothing for any other text. A malformed message
+/// ends the walk.
+fn each_server_message(text: &[u8], mut each: impl FnMut(&[u8], (u64, u64), &[u8])) {
+    if !text.starts_with(br#"{"type":"serverMessages""#) {
+        return;
+    }
+    let Some(r) = find(text, br#""roomId":""#, 0) else {
+        return;
+    };
+    let rs = r + 10;
+    let Some(re) = find(text, b"\"", rs) else {
+        return;
+    };
+    let room_name = &text[rs..re];
+    let mut pos = re;
+    while let Some(i) = find(text, br#"{"id":""#, pos) {
+        let is = i + 7;
+        let Some(ie) = find(text, b"\"", is) else {
+            break;
+        };
+        let id = &text[is..ie];
+        let Some(dash) = id.iter().position(|&b| b == b'-') else {
+            break;
+        };
+        let (Some(ms), Some(seq)) = (parse_u64(&id[..dash]), parse_u64(&id[dash + 1..])) else {
+            break;
+        };
+        let cs = ie + 13; // `","content":"`
+        if text.get(ie..cs) != Some(br#"","content":""#.as_slice()) {
+            break;
+        }
+        let Some(ce) = find(text, b"\"", cs) else {
+            break;
+        };
+        pos = ce;
+        each(room_name, (ms, seq), &text[cs..ce]);
+    }
+}
+
+/// What a generated message's content says: `<nonce>|<sender>|<seq>|<intended ns>|<phase>|…`.
+struct Content<'a> {
+    sender: usize,
+    seq: u64,
+    intended: u64,
+    /// `w` (warm-up) or `m` (measured).
+    phase: &'a [u8],
+}
+
+impl<'a> Content<'a> {
+    /// None for another run's message (nonce), a sender out of range, or anything malformed.
+    fn parse(content: &'a [u8], nonce: &str, senders: usize) -> Option<Content<'a>> {
+        let mut parts = content.split(|&b| b == b'|');
+        if parts.next()? != nonce.as_bytes() {
+            return None;
+        }
+        let sender = parts.next().and_then(parse_u64)? as usize;
+        let seq = parts.next().and_then(parse_u64)?;
+        let intended = parts.next().and_then(parse_u64)?;
+        let phase = parts.next()?;
+        (sender < senders).then_some(Content {
+            sender,
+            seq,
+            intended,
+            phase,
+        })
+    }
+}
+
 impl Shared {
     /// One text message from the server on connection `c`, received at `t` ns.
     fn on_text(&mut self, c: usize, text: &[u8], t: u64) {
@@ -573,47 +764,17 @@ impl Shared {
             }
             return;
         }
-        if !text.starts_with(br#"{"type":"serverMessages""#) {
-            return;
-        }
-        let Some(r) = find(text, br#""roomId":""#, 0) else {
-            return;
-        };
-        let rs = r + 10;
-        let Some(re) = find(text, b"\"", rs) else {
-            return;
-        };
-        let room_name = &text[rs..re];
-        let room = match room_name.strip_prefix(b"r").and_then(parse_u64) {
-            Some(n) if (n as usize) < self.rooms => n as usize,
-            _ => {
-                self.foreign += 1;
-                return;
+        let mut foreign = 0;
+        let rooms = self.rooms;
+        each_server_message(text, |room_name, id, content| {
+            match room_name.strip_prefix(b"r").and_then(parse_u64) {
+                Some(n) if (n as usize) < rooms => {
+                    self.on_message(c, n as usize, Some(id), content, t)
+                }
+                _ => foreign += 1,
             }
-        };
-        let mut pos = re;
-        while let Some(i) = find(text, br#"{"id":""#, pos) {
-            let is = i + 7;
-            let Some(ie) = find(text, b"\"", is) else {
-                break;
-            };
-            let id = &text[is..ie];
-            let Some(dash) = id.iter().position(|&b| b == b'-') else {
-                break;
-            };
-            let (Some(ms), Some(seq)) = (parse_u64(&id[..dash]), parse_u64(&id[dash + 1..])) else {
-                break;
-            };
-            let cs = ie + 13; // `","content":"`
-            if text.get(ie..cs) != Some(br#"","content":""#.as_slice()) {
-                break;
-            }
-            let Some(ce) = find(text, b"\"", cs) else {
-                break;
-            };
-            pos = ce;
-            self.on_message(c, room, Some((ms, seq)), &text[cs..ce], t);
-        }
+        });
+        self.foreign += foreign;
     }
 
     /// One delivered message. `id` is the server's message id (`ringchat`); without one
@@ -626,27 +787,16 @@ impl Shared {
         content: &[u8],
         t: u64,
     ) {
-        // content: "<nonce>|<sender>|<seq>|<intended ns>|<w or m>|<padding>"
-        let mut parts = content.split(|&b| b == b'|');
-        let nonce = parts.next().unwrap_or(b"");
-        if nonce != self.nonce.as_bytes() {
-            self.foreign += 1;
-            return;
-        }
-        let (Some(sender), Some(seq), Some(intended), Some(phase)) = (
-            parts.next().and_then(parse_u64),
-            parts.next().and_then(parse_u64),
-            parts.next().and_then(parse_u64),
-            parts.next(),
-        ) else {
+        let Some(Content {
+            sender,
+            seq,
+            intended,
+            phase,
+        }) = Content::parse(content, &self.nonce, self.senders)
+        else {
             self.foreign += 1;
             return;
         };
-        let sender = sender as usize;
-        if sender >= self.senders {
-            self.foreign += 1;
-            return;
-        }
         let st = &mut self.conns[c];
         // Room order: ids strictly increase, and the rolling hash must match everyone's.
         let id = match id {
@@ -705,6 +855,70 @@ impl Shared {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The WebSocket upgrade, shared by every scenario.
+
+/// Connects connection `c` to its address (from its source address with `--source-ips`), asks
+/// to upgrade `target` with `headers` (each line ending in CRLF) and reads the response head.
+/// Returns the stream and whatever followed the head, in a buffer of `reserve` bytes. Failures
+/// are [`lifecycle::Fail`]s whose kind says where it failed (`connect_<io kind>`,
+/// `handshake_eof`, `http_<status>`).
+async fn ws_connect(
+    args: &Args,
+    c: usize,
+    target: &str,
+    headers: &str,
+    reserve: usize,
+) -> Result<(TcpStream, Vec<u8>)> {
+    use lifecycle::fail;
+    let addr = args.addr_of(c);
+    let server: std::net::SocketAddr = addr.parse().context("--addr must be IP:PORT")?;
+    let socket = if server.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if args.source_ips > 1 && server.ip().is_loopback() && server.is_ipv4() {
+        let ip = std::net::Ipv4Addr::new(127, 0, 0, 1 + (c % args.source_ips) as u8);
+        socket
+            .bind((ip, 0).into())
+            .map_err(|e| fail(format!("bind_{:?}", e.kind()), e.to_string()))?;
+    }
+    let mut stream = socket
+        .connect(server)
+        .await
+        .map_err(|e| fail(format!("connect_{:?}", e.kind()), e.to_string()))?;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         {headers}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf: Vec<u8> = Vec::with_capacity(reserve);
+    let head_end = loop {
+        if let Some(p) = find(&buf, b"\r\n\r\n", 0) {
+            break p + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(fail("handshake_eof", "closed during the handshake"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    if !buf.starts_with(b"HTTP/1.1 101") {
+        let head = String::from_utf8_lossy(&buf[..head_end]);
+        let status = head.get(9..12).unwrap_or("???");
+        return Err(fail(
+            format!("http_{status}"),
+            format!("handshake refused: {head}"),
+        ));
+    }
+    buf.drain(..head_end);
+    Ok((stream, buf))
+}
+
+// ---------------------------------------------------------------------------------------------
 // A connection: handshake, then a reader loop; writes go through a channel to a writer task.
 
 async fn connection(
@@ -737,21 +951,6 @@ async fn connection_inner(
     stop: &Cell<bool>,
 ) -> Result<()> {
     let permit = gate.acquire().await?;
-    let addr = args.addr_of(c);
-    let server: std::net::SocketAddr = addr.parse().context("--addr must be IP:PORT")?;
-    let socket = if server.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    if args.source_ips > 1 && server.ip().is_loopback() && server.is_ipv4() {
-        let ip = std::net::Ipv4Addr::new(127, 0, 0, 1 + (c % args.source_ips) as u8);
-        socket
-            .bind((ip, 0).into())
-            .context("binding the source address")?;
-    }
-    let mut stream = socket.connect(server).await.context("connect")?;
-    stream.set_nodelay(true)?;
     let (target, cookie_line) = match args.proto {
         Proto::Ringchat => ("/api/ws".to_string(), format!("Cookie: sid={cookie}\r\n")),
         Proto::Room => {
@@ -759,36 +958,12 @@ async fn connection_inner(
             (format!("/ws?rooms={}", rooms.join(",")), String::new())
         }
     };
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         {cookie_line}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
     let reserve = if args.scenario == Scenario::Idle {
         IDLE_READ_RESERVE_BYTES
     } else {
         READ_RESERVE_BYTES
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(reserve);
-    let head_end = loop {
-        if let Some(p) = find(&buf, b"\r\n\r\n", 0) {
-            break p + 4;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("closed during the handshake");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    if !buf.starts_with(b"HTTP/1.1 101") {
-        bail!(
-            "handshake refused: {}",
-            String::from_utf8_lossy(&buf[..head_end])
-        );
-    }
-    buf.drain(..head_end);
+    let (mut stream, mut buf) = ws_connect(args, c, &target, &cookie_line, reserve).await?;
     drop(permit);
     if args.proto == Proto::Room {
         // No hello in the room protocol: the connection is ready once upgraded.
@@ -1148,7 +1323,7 @@ async fn login_client(
     while now_ns() < deadline {
         let email = &emails[i % emails.len()];
         i += 1;
-        let body = format!(r#"{{"email":"{email}","password":"benchpassword-1234"}}"#);
+        let body = format!(r#"{{"email":"{email}","password":"{BENCH_PASSWORD}"}}"#);
         let request = format!(
             "POST /api/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
@@ -1345,8 +1520,11 @@ async fn run(args: Args) -> Result<()> {
     if let Err(e) = ringchat::rt::raise_open_files_limit() {
         eprintln!("chat-load: cannot raise the open-files limit: {e}");
     }
-    if args.scenario == Scenario::Login {
-        return login_run(args, &nonce).await;
+    match args.scenario {
+        Scenario::Login => return login_run(args, &nonce).await,
+        Scenario::Churn | Scenario::Overload => return streams::run(args, &nonce).await,
+        Scenario::Cycles => return cycles::run(args, &nonce).await,
+        _ => {}
     }
 
     // Accounts (the room protocol has none).
