@@ -339,7 +339,9 @@ mod tests {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        for bad in ["", "s", "-1s", "0", "abc", "2x", "25h", "nan", "inf", "100000s"] {
+        for bad in [
+            "", "s", "-1s", "0", "abc", "2x", "25h", "nan", "inf", "100000s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

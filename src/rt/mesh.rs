@@ -54,12 +54,14 @@ use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::thread::{self, ThreadId};
 
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use super::doorbell::{self, WakeList};
 
 /// Items per ring (per ordered pair of cores) when the caller has no better figure. Memory per
 /// mesh is `cores · (cores - 1) · ring_capacity · size_of::<T>()`.
@@ -119,8 +121,7 @@ pub fn mesh<T: Send + 'static>(
             outbound,
             inbound,
             wake_fds: wake_fds.clone(),
-            marked: vec![false; cores],
-            to_wake: Vec::with_capacity(cores),
+            wakes: WakeList::new(cores),
             waiter: OnceCell::new(),
         })
         .collect())
@@ -137,9 +138,8 @@ pub struct MeshEndpoint<T> {
     inbound: Vec<Option<Consumer<T>>>,
     /// Every core's eventfd, indexed by core; shared by all endpoints so none is closed early.
     wake_fds: Arc<[File]>,
-    /// `marked[to]`: pushed to since the last flush (and so listed once in `to_wake`).
-    marked: Vec<bool>,
-    to_wake: Vec<usize>,
+    /// The cores pushed to since the last flush.
+    wakes: WakeList,
     /// Registered with the current runtime's reactor by the first `ready`/`poll_ready`.
     waiter: OnceCell<Waiter>,
 }
@@ -220,10 +220,7 @@ impl<T: Send> MeshEndpoint<T> {
             .expect("try_send: `to` must be another core of this mesh");
         match producer.push(item) {
             Ok(()) => {
-                if !self.marked[to] {
-                    self.marked[to] = true;
-                    self.to_wake.push(to);
-                }
+                self.wakes.mark(to);
                 Ok(())
             }
             Err(PushError::Full(item)) => Err(Full(item)),
@@ -233,10 +230,8 @@ impl<T: Send> MeshEndpoint<T> {
     /// Wakes every core this endpoint pushed to since the last flush: one eventfd write per
     /// core, however many items it was sent. Call it once per loop turn, after the sends.
     pub fn flush(&mut self) {
-        for to in self.to_wake.drain(..) {
-            self.marked[to] = false;
-            wake(&self.wake_fds[to], to);
-        }
+        let wake_fds = &self.wake_fds;
+        self.wakes.flush(|to| wake(&wake_fds[to], to));
     }
 
     /// Takes every item waiting from all other cores, calling `f(from, item)` for each, oldest
@@ -280,25 +275,24 @@ impl<T: Send> MeshEndpoint<T> {
     /// One task per core should wait: like `AsyncFd`'s, only the waker of the latest pending
     /// poll is woken.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.waiting() {
-            return Poll::Ready(Ok(()));
-        }
-        let waiter = match self.waiter() {
-            Ok(waiter) => waiter,
-            Err(e) => return Poll::Ready(Err(e)),
-        };
-        loop {
-            let mut guard = ready!(waiter.fd.poll_read_ready(cx))?;
-            // A non-semaphore eventfd read returns and zeroes the whole counter (or finds it
-            // zero), so the descriptor is observed not readable now: clearing is right, and a
-            // write after the read brings a new edge, which the guard's tick does not cover.
-            read_counter(&self.wake_fds[self.core])?;
-            guard.clear_ready();
-            // Read (reset) first, look at the rings second: see the module docs.
-            if self.waiting() {
-                return Poll::Ready(Ok(()));
-            }
-        }
+        // Look, sleep, reset, look again: the order is in `doorbell`, which its loom model
+        // checks; the module docs argue it here.
+        doorbell::poll_ready(
+            || self.waiting(),
+            || match self.waiter() {
+                Ok(waiter) => waiter.fd.poll_read_ready(cx),
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            |mut guard| {
+                // A non-semaphore eventfd read returns and zeroes the whole counter (or finds
+                // it zero), so the descriptor is observed not readable now: clearing is right,
+                // and a write after the read brings a new edge, which the guard's tick does not
+                // cover.
+                read_counter(&self.wake_fds[self.core])?;
+                guard.clear_ready();
+                Ok(())
+            },
+        )
     }
 
     /// True once core `to` has dropped its endpoint: what is sent to it is never taken, and

@@ -12,6 +12,7 @@ mod affinity;
 mod client;
 mod conn;
 mod core;
+mod doorbell;
 mod limits;
 mod listener;
 mod mesh;
