@@ -157,15 +157,7 @@ impl Redis {
     /// Like [`Redis::raw`], but sends the command as a RESP array, so arguments may hold
     /// spaces, quotes or any bytes.
     pub fn raw_args(&self, args: &[&[u8]]) -> Vec<u8> {
-        let mut command = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            command.extend_from_slice(arg);
-            command.extend_from_slice(b"\r\n");
-        }
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(&command).unwrap();
+        let mut s = self.send_array(args);
         let mut buf = vec![0; 64 * 1024];
         let n = s.read(&mut buf).unwrap_or(0);
         buf.truncate(n);
@@ -174,11 +166,9 @@ impl Redis {
 }
 
 impl Redis {
-    /// Runs one command, sent as a RESP array (arguments may hold any bytes), and returns its
-    /// reply flattened: every bulk and simple string, and every integer as decimal text, in
-    /// order; nils are left out. Unlike [`Redis::raw_args`] it reads until the reply is whole,
-    /// however long. An error reply panics.
-    pub fn strings(&self, args: &[&[u8]]) -> Vec<Vec<u8>> {
+    /// A new connection that has sent one command as a RESP array; the reply is the caller's
+    /// to read (within 5 s).
+    fn send_array(&self, args: &[&[u8]]) -> TcpStream {
         let mut command = format!("*{}\r\n", args.len()).into_bytes();
         for arg in args {
             command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
@@ -188,6 +178,15 @@ impl Redis {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(&command).unwrap();
+        s
+    }
+
+    /// Runs one command, sent as a RESP array (arguments may hold any bytes), and returns its
+    /// reply flattened: every bulk and simple string, and every integer as decimal text, in
+    /// order; nils are left out. Unlike [`Redis::raw_args`] it reads until the reply is whole,
+    /// however long. An error reply panics.
+    pub fn strings(&self, args: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut s = self.send_array(args);
         let mut reply = Vec::new();
         let mut chunk = vec![0; 64 * 1024];
         loop {

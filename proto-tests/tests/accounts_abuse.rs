@@ -692,21 +692,29 @@ fn median_us(mut values: Vec<i128>) -> i128 {
 /// neither waits for the other. The gap asserted is the median of the rounds' differences,
 /// which cancels what the machine does to both; the difference of the two kinds' medians is
 /// printed too (under load it moves by a few milliseconds either way from run to run).
+/// ringchat with sessions and messages in `redis`, users in `mariadb`, and `extra` flags.
+fn on_redis_and_mariadb(redis: &Redis, mariadb: &MariaDb, extra: &[&str]) -> Ringchat {
+    let (redis_url, mariadb_url) = (redis.url(), mariadb.url());
+    let mut args = vec!["--redis", &redis_url, "--mysql", &mariadb_url];
+    args.extend_from_slice(extra);
+    Ringchat::start(&args)
+}
+
 #[test]
 fn unknown_user_and_wrong_password_look_alike() {
     let _turn = one_at_a_time();
     let mariadb = MariaDb::start();
     let redis = Redis::start();
-    let server = Ringchat::start(&[
-        "--redis",
-        &redis.url(),
-        "--mysql",
-        &mariadb.url(),
-        "--login-failures-per-minute",
-        "100000",
-        "--hash-threads",
-        "2",
-    ]);
+    let server = on_redis_and_mariadb(
+        &redis,
+        &mariadb,
+        &[
+            "--login-failures-per-minute",
+            "100000",
+            "--hash-threads",
+            "2",
+        ],
+    );
     let addr = server.addr;
     sign_up(addr, "timing");
     let wrong = request(
@@ -1185,18 +1193,18 @@ fn mariadb_killed_during_signups_loses_no_account() {
     let _turn = one_at_a_time();
     let mut mariadb = MariaDb::start();
     let redis = Redis::start();
-    let server = Ringchat::start(&[
-        "--redis",
-        &redis.url(),
-        "--mysql",
-        &mariadb.url(),
-        "--signups-per-hour",
-        "100000",
-        "--hash-threads",
-        "2",
-        "--hash-queue",
-        "256",
-    ]);
+    let server = on_redis_and_mariadb(
+        &redis,
+        &mariadb,
+        &[
+            "--signups-per-hour",
+            "100000",
+            "--hash-threads",
+            "2",
+            "--hash-queue",
+            "256",
+        ],
+    );
     let addr = server.addr;
     let stop = AtomicBool::new(false);
     let go = Barrier::new(RACERS + 1);
@@ -1461,14 +1469,7 @@ fn expired_and_logged_out_sessions_are_refused_on_redis_and_mariadb() {
     let _turn = one_at_a_time();
     let mariadb = MariaDb::start();
     let redis = Redis::start();
-    let server = Ringchat::start(&[
-        "--redis",
-        &redis.url(),
-        "--mysql",
-        &mariadb.url(),
-        "--session-ttl",
-        SESSION_TTL_FLAG,
-    ]);
+    let server = on_redis_and_mariadb(&redis, &mariadb, &["--session-ttl", SESSION_TTL_FLAG]);
     let addr = server.addr;
     // Logged out: refused at once, both ways; another session of the same user still works.
     let kept = sign_up(addr, "leaving");
