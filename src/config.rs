@@ -231,6 +231,7 @@ impl Config {
             }),
             redis: self.redis.clone().map(|mut r| {
                 r.timeout = self.redis_timeout;
+                r.room_retention = (self.room_retention > 0).then_some(self.room_retention);
                 r
             }),
             data_dir: self.data_dir.clone(),
@@ -358,14 +359,25 @@ mod tests {
             "redis://r:6380/2",
             "--redis-timeout",
             "300ms",
+            "--room-retention",
+            "5000",
+            "--session-ttl",
+            "1h",
         ]);
         let o = c.store_options();
         let m = o.mysql.unwrap();
         assert_eq!((m.host.as_str(), m.port, m.pool_max), ("db", 3307, 3));
         let r = o.redis.unwrap();
         assert_eq!(
-            (r.port, r.db, r.timeout),
-            (6380, 2, Duration::from_millis(300))
+            (r.port, r.db, r.timeout, r.room_retention),
+            (6380, 2, Duration::from_millis(300), Some(5000))
+        );
+        assert_eq!((o.room_retention, o.session_ttl_s), (Some(5000), 3600));
+        let defaults = Config::parse_from(["ringchat", "--redis", "redis://r"]).store_options();
+        assert_eq!(defaults.redis.unwrap().room_retention, None);
+        assert_eq!(
+            (defaults.room_retention, defaults.session_ttl_s),
+            (None, 604_800)
         );
         assert!(!format!("{c:?}").contains("secret"));
         assert!(Config::try_parse_from(["ringchat", "--mysql", "postgres://x"]).is_err());

@@ -978,6 +978,34 @@ pub fn catch_up(who: &str, conn: &Conn, room: usize, had: &[Msg]) -> (Vec<Msg>, 
     (fetched[at + 1..].to_vec(), pages)
 }
 
+/// After a MySQL outage: logins and sign-ups, alternating (`request(k)` makes request `k`, a
+/// login when `k` is even, and returns its kind and status), until each kind has succeeded
+/// `in_a_row` times in a row. Each request lands on either core (a new connection each), and
+/// each core has its own pool and backoff, so one success does not show both recovered.
+/// Returns every (kind, status, time since `up`); panics when `within` of `up` passes first.
+pub fn accounts_until_recovered(
+    what: &str,
+    up: Instant,
+    within: Duration,
+    in_a_row: usize,
+    mut request: impl FnMut(usize) -> (&'static str, u16),
+) -> Vec<(&'static str, u16, Duration)> {
+    let mut after = Vec::new();
+    let mut streak = [0usize; 2];
+    let mut k = 0;
+    while streak.iter().any(|&n| n < in_a_row) {
+        assert!(
+            up.elapsed() < within,
+            "{what}: accounts not back {within:?} after the backend returned: {after:?}"
+        );
+        let (kind, status) = request(k);
+        streak[k % 2] = if status == 204 { streak[k % 2] + 1 } else { 0 };
+        after.push((kind, status, up.elapsed()));
+        k += 1;
+    }
+    after
+}
+
 /// Waits until each connection holds, per room, as many messages as the stream (less what it
 /// already had from an earlier connection, `before`), then through a quiet period in which
 /// nothing more may arrive; returns the streams. Posting must have stopped.

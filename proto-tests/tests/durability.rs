@@ -59,9 +59,10 @@ use serde_json::json;
 
 use ringchat_proto_tests::chat_clients::{
     Batch, Client, Conn, Msg, Outcome, PAGE, PASSWORD, Pace, Poster, QUIET, ROOMS, Room,
-    ack_latencies, assert_matches_store, assert_no_surprises, assert_none_refused,
-    assert_only_store_unavailable, catch_up, check_sequence, hello_rooms, id_key, one_at_a_time,
-    percentile, percentiles, post_json, settle_and_check, sign_up, start_ringchat, stream,
+    accounts_until_recovered, ack_latencies, assert_matches_store, assert_no_surprises,
+    assert_none_refused, assert_only_store_unavailable, catch_up, check_sequence, hello_rooms,
+    id_key, one_at_a_time, percentile, percentiles, post_json, settle_and_check, sign_up,
+    start_ringchat, stream,
 };
 use ringchat_proto_tests::ledger::Ledger;
 use ringchat_proto_tests::{MariaDb, Redis};
@@ -420,30 +421,14 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
     let restarting = Instant::now();
     mariadb.restart();
     let up = Instant::now();
-    // Logins and sign-ups, alternating, until each has succeeded RECOVERED_IN_A_ROW times in
-    // a row: each request lands on either core (a new connection each), and each core has its
-    // own pool and backoff, so one success does not show both recovered.
-    let mut after: Vec<(&str, u16, Duration)> = Vec::new();
-    let mut in_a_row = [0usize; 2];
-    let mut k = 0;
-    while in_a_row.iter().any(|&n| n < RECOVERED_IN_A_ROW) {
-        assert!(
-            up.elapsed() < DELIVERY_DEADLINE,
-            "accounts not back {DELIVERY_DEADLINE:?} after MariaDB answered again: {after:?}"
-        );
-        let (kind, (status, _)) = if k % 2 == 0 {
-            ("login", login(addr, "marialogin"))
-        } else {
-            ("sign-up", create_account(addr, &format!("mariaup{k:02}")))
-        };
-        in_a_row[k % 2] = if status == 204 {
-            in_a_row[k % 2] + 1
-        } else {
-            0
-        };
-        after.push((kind, status, up.elapsed()));
-        k += 1;
-    }
+    let after =
+        accounts_until_recovered("mariadb", up, DELIVERY_DEADLINE, RECOVERED_IN_A_ROW, |k| {
+            if k % 2 == 0 {
+                ("login", login(addr, "marialogin").0)
+            } else {
+                ("sign-up", create_account(addr, &format!("mariaup{k:02}")).0)
+            }
+        });
     let all: Vec<Vec<Batch>> = posters.into_iter().map(Poster::finish).collect();
     let batches: Vec<&Batch> = all.iter().flatten().collect();
 

@@ -64,9 +64,9 @@ use serde_json::{Value, json};
 
 use chat_client::{masked_frame, read_frame, read_head, upgrade_request};
 use ringchat_proto_tests::chat_clients::{
-    Batch, Client, Conn, Outcome, PASSWORD, Pace, Poster, ack_latencies, assert_matches_store,
-    assert_only_store_unavailable, one_at_a_time, percentile, percentiles, post_json, settle,
-    settle_and_check, sign_up, start_ringchat,
+    Batch, Client, Conn, Outcome, PASSWORD, Pace, Poster, accounts_until_recovered, ack_latencies,
+    assert_matches_store, assert_only_store_unavailable, one_at_a_time, percentile, percentiles,
+    post_json, settle, settle_and_check, sign_up, start_ringchat,
 };
 use ringchat_proto_tests::ledger::Ledger;
 use ringchat_proto_tests::netns::Netns;
@@ -654,25 +654,10 @@ fn mariadb_as_a_dead_peer_accounts_answer_503_and_chat_keeps_flowing() {
                 .collect()
         });
         let up = cut.restore();
-        // Until each kind has succeeded RECOVERED_IN_A_ROW times in a row: each request lands
-        // on either core, and each core has its own pool and backoff.
-        let mut after: Vec<(&str, u16, Duration)> = Vec::new();
-        let mut in_a_row = [0usize; 2];
-        let mut k = 0;
-        while in_a_row.iter().any(|&n| n < RECOVERED_IN_A_ROW) {
-            assert!(
-                up.elapsed() < DEADLINE,
-                "{test}: accounts not back {DEADLINE:?} after the drop lifted: {after:?}"
-            );
+        let after = accounts_until_recovered(test, up, DEADLINE, RECOVERED_IN_A_ROW, |k| {
             let (kind, status, _) = account_request(addr, k, "up");
-            in_a_row[k % 2] = if status == 204 {
-                in_a_row[k % 2] + 1
-            } else {
-                0
-            };
-            after.push((kind, status, up.elapsed()));
-            k += 1;
-        }
+            (kind, status)
+        });
         let all: Vec<Vec<Batch>> = posters.into_iter().map(Poster::finish).collect();
         let batches: Vec<&Batch> = all.iter().flatten().collect();
 

@@ -47,7 +47,8 @@ pub struct StoreOptions {
     pub redis: Option<RedisConfig>,
     /// Where the embedded database lives when a part of the data has no network backend.
     pub data_dir: PathBuf,
-    /// Messages kept per room; `None` keeps them all.
+    /// Messages kept per room in the embedded store; `None` keeps them all. (Redis's is in
+    /// `redis`, with its other settings.)
     pub room_retention: Option<u64>,
     /// How long a new session lives, in seconds.
     pub session_ttl_s: u64,
@@ -82,10 +83,7 @@ impl StoreSetup {
         };
         Ok(StoreSetup {
             mysql: options.mysql.clone(),
-            redis: options.redis.clone().map(|mut r| {
-                r.room_retention = options.room_retention;
-                r
-            }),
+            redis: options.redis.clone(),
             embedded,
             session_ttl_s: options.session_ttl_s.max(1),
         })
