@@ -19,6 +19,7 @@ pub mod chat_clients;
 pub mod crash;
 pub mod ledger;
 pub mod netns;
+pub mod timing;
 
 /// How long a peer may take to start answering.
 pub const PEER_START_DEADLINE: Duration = Duration::from_secs(60);

@@ -18,7 +18,8 @@
 //!    [`OVERFLOW_ANSWER_MAX`] (50 ms) of the request's last byte (from the write to the
 //!    answer's first byte); the chat's acknowledgement p99 during the storm is at most twice
 //!    the baseline's; no reader is disconnected and no post refused. A storm whose only misses
-//!    are those two timing figures runs again on fresh servers, at most [`STORM_ATTEMPTS`]
+//!    are those two timing figures runs again on fresh servers, at most
+//!    [`TIMING_ATTEMPTS`](ringchat_proto_tests::timing::TIMING_ATTEMPTS)
 //!    times: both must hold together in one whole run.
 //!
 //!    This test runs the **release build** (`ringchat_release_binary`): the figures are a
@@ -87,6 +88,7 @@ use ringchat_proto_tests::chat_clients::{
     percentile, percentiles, sign_up, start_ringchat, stream, upgrade_to_hello,
 };
 use ringchat_proto_tests::ledger::Ledger;
+use ringchat_proto_tests::timing::{Failures, until_timing_holds};
 use ringchat_proto_tests::{MariaDb, Redis, Ringchat, ringchat_release_binary};
 
 /// Connecting, and one request's answer (hashing queue included).
@@ -442,31 +444,16 @@ async fn storm_client(
     answers
 }
 
-/// Storms run at most: one whose only misses were the two timing figures (the overflow answer
-/// time and the chat p99 ratio) runs again on fresh servers; the figures must hold together in
-/// one whole run. Any other miss fails at once.
-const STORM_ATTEMPTS: usize = 3;
-
 #[test]
 fn wrong_password_storm_under_chat_load() {
     let _turn = one_at_a_time();
     // The release build (see the file's comment), built first when stale.
     let binary = ringchat_release_binary();
-    let mut missed = Vec::new();
-    for attempt in 1..=STORM_ATTEMPTS {
-        match storm_once(binary.clone()) {
-            Ok(()) => return,
-            Err(timing) => {
-                eprintln!("login storm: attempt {attempt} of {STORM_ATTEMPTS}: {timing}");
-                missed.push(timing);
-            }
-        }
-    }
-    panic!("login storm, every attempt:\n{}", missed.join("\n"));
+    until_timing_holds("login storm", || storm_once(binary.clone()));
 }
 
-/// One storm on fresh servers. Panics on any miss but the timing figures, which it returns.
-fn storm_once(binary: std::path::PathBuf) -> Result<(), String> {
+/// One storm on fresh servers. Panics on any miss but the timing figures, which it records.
+fn storm_once(binary: std::path::PathBuf) -> Failures {
     let started = Instant::now();
     let mariadb = MariaDb::start();
     let redis = Redis::start();
@@ -629,14 +616,14 @@ fn storm_once(binary: std::path::PathBuf) -> Result<(), String> {
         .iter()
         .filter(|d| **d > OVERFLOW_ANSWER_MAX)
         .count();
-    let mut timing = Vec::new();
-    if slowest > OVERFLOW_ANSWER_MAX {
-        timing.push(format!(
+    let mut failures = Failures::default();
+    failures.check_timing(slowest <= OVERFLOW_ANSWER_MAX, || {
+        format!(
             "{late} of {} overflowing logins were answered later than \
              {OVERFLOW_ANSWER_MAX:?} (slowest {slowest:?})",
             overflow.len()
-        ));
-    }
+        )
+    });
     assert!(
         growth <= RSS_GROWTH_MAX_KIB,
         "the server grew by {growth} KiB during the storm (max {RSS_GROWTH_MAX_KIB} KiB)"
@@ -648,17 +635,11 @@ fn storm_once(binary: std::path::PathBuf) -> Result<(), String> {
         during.len()
     );
     let (p99_before, p99_during) = (percentile(&baseline, 99), percentile(&during, 99));
-    if p99_during > p99_before * 2 {
-        timing.push(format!(
-            "chat acknowledgement p99 {p99_during:?} during the storm, {p99_before:?} before"
-        ));
-    }
+    failures.check_timing(p99_during <= p99_before * 2, || {
+        format!("chat acknowledgement p99 {p99_during:?} during the storm, {p99_before:?} before")
+    });
     eprintln!("login storm: whole test {:?}", started.elapsed());
-    if timing.is_empty() {
-        Ok(())
-    } else {
-        Err(timing.join("; "))
-    }
+    failures
 }
 
 // ---------------------------------------------------------------------------------------------

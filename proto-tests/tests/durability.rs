@@ -65,6 +65,7 @@ use ringchat_proto_tests::chat_clients::{
     start_ringchat, stream,
 };
 use ringchat_proto_tests::ledger::Ledger;
+use ringchat_proto_tests::timing::{Failures, until_timing_holds};
 use ringchat_proto_tests::{MariaDb, Redis};
 
 /// A killed server's connections ending.
@@ -374,8 +375,15 @@ fn create_account(addr: SocketAddr, name: &str) -> (u16, Duration) {
 
 #[test]
 fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
-    let started = Instant::now();
     let _turn = one_at_a_time();
+    until_timing_holds("mariadb down", mariadb_down_once);
+}
+
+/// One outage on fresh servers; the chat's latency figures are timing checks (run again when
+/// they alone miss), every other check is not.
+fn mariadb_down_once() -> Failures {
+    let started = Instant::now();
+    let mut failures = Failures::default();
     let mut mariadb = MariaDb::start();
     let redis = Redis::start();
     let ringchat = start_ringchat(&["--redis", &redis.url(), "--mysql", &mariadb.url()]);
@@ -441,40 +449,42 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
         up - restarting,
     );
     for (kind, status, took) in &answers {
-        assert_eq!(*status, 503, "{kind} while MariaDB was down: {answers:?}");
-        assert!(
-            *took <= ACCOUNT_ANSWER_MAX,
-            "{kind} answered 503 after {took:?} (max {ACCOUNT_ANSWER_MAX:?})"
-        );
+        failures.check(*status == 503, || {
+            format!("{kind} while MariaDB was down answered {status}: {answers:?}")
+        });
+        failures.check(*took <= ACCOUNT_ANSWER_MAX, || {
+            format!("{kind} answered 503 after {took:?} (max {ACCOUNT_ANSWER_MAX:?})")
+        });
     }
-    assert!(
+    failures.check(
         answers.iter().filter(|a| a.0 == "login").count() >= 5
             && answers.iter().filter(|a| a.0 == "sign-up").count() >= 5,
-        "too few requests in the outage: {answers:?}"
+        || format!("too few requests in the outage: {answers:?}"),
     );
     for (kind, status, _) in &after {
-        assert!(
-            [204, 503].contains(status),
-            "{kind} after the outage answered {status}: {after:?}"
-        );
+        failures.check([204, 503].contains(status), || {
+            format!("{kind} after the outage answered {status}: {after:?}")
+        });
     }
     if let Some((kind, _, at)) = last_failure {
-        assert!(
-            *at <= RECOVERY_MAX,
-            "a {kind} failed {at:?} after MariaDB answered again (max {RECOVERY_MAX:?}): \
-             {after:?}"
-        );
+        failures.check(*at <= RECOVERY_MAX, || {
+            format!(
+                "a {kind} failed {at:?} after MariaDB answered again (max {RECOVERY_MAX:?}): \
+                 {after:?}"
+            )
+        });
     }
 
     // The chat kept flowing through the outage: everything acknowledged, at a comparable p99.
     for b in &batches {
-        assert!(
-            matches!(b.outcome, Outcome::Acked(_)),
-            "a batch got {:?} (sent {:?} after the kill): {:?}",
-            b.outcome,
-            b.sent.checked_duration_since(killed),
-            b.contents
-        );
+        failures.check(matches!(b.outcome, Outcome::Acked(_)), || {
+            format!(
+                "a batch got {:?} (sent {:?} after the kill): {:?}",
+                b.outcome,
+                b.sent.checked_duration_since(killed),
+                b.contents
+            )
+        });
     }
     let before = ack_latencies_between(&batches, baseline_from, killed);
     let during = ack_latencies_between(&batches, killed, restarting);
@@ -489,19 +499,22 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
         percentiles(before.clone()),
         percentiles(during.clone())
     );
-    assert!(
+    failures.check_timing(
         during.len() * 2
             >= before.len() * MARIADB_DOWN.as_millis() as usize / BASELINE.as_millis() as usize,
-        "the chat slowed down in the outage: {} batches in {MARIADB_DOWN:?}, {} in \
-         {BASELINE:?} before",
-        during.len(),
-        before.len()
+        || {
+            format!(
+                "the chat slowed down in the outage: {} batches in {MARIADB_DOWN:?}, {} in \
+                 {BASELINE:?} before",
+                during.len(),
+                before.len()
+            )
+        },
     );
     let (p99_before, p99_during) = (percentile(&before, 99), percentile(&during, 99));
-    assert!(
-        p99_during <= p99_before * 2 + P99_SLACK,
-        "acknowledgement p99 {p99_during:?} in the outage, {p99_before:?} before"
-    );
+    failures.check_timing(p99_during <= p99_before * 2 + P99_SLACK, || {
+        format!("acknowledgement p99 {p99_during:?} in the outage, {p99_before:?} before")
+    });
 
     let streams = settle_and_check(
         redis.port,
@@ -510,6 +523,7 @@ fn mariadb_down_accounts_answer_503_and_chat_keeps_flowing() {
     );
     set_check("mariadb down", batches.iter().copied(), &conns, &streams);
     eprintln!("mariadb: whole test {:?}", started.elapsed());
+    failures
 }
 
 // ---------------------------------------------------------------------------------------------

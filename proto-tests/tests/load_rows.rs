@@ -41,7 +41,7 @@
 //! its own messages coming back), or the probe's whole request. Figures are printed
 //! (`--nocapture`). Every failed check of a test is collected and reported together, so one
 //! miss does not hide the others' figures. A run whose only misses are latency ratios is run
-//! again on a fresh server, at most [`TIMING_ATTEMPTS`] times in all: the suite shares two
+//! again on a fresh server, at most [`TIMING_ATTEMPTS`](ringchat_proto_tests::timing::TIMING_ATTEMPTS) times in all: the suite shares two
 //! cores with the load generator and whatever else the machine runs, and one descheduled
 //! moment in a few-second window can double a p99; the figure must still hold in one whole
 //! run. Any other miss (a lost message, a late close, a refused probe) fails at once. The tests
@@ -64,6 +64,7 @@ use ringchat_proto_tests::chat_clients::{
     check_sequence, masked_frame, one_at_a_time, percentile, percentiles, read_whole_frame,
     sign_up, start_ringchat, upgrade_to_hello,
 };
+use ringchat_proto_tests::timing::{Failures, until_timing_holds};
 
 /// RELIABILITY.md: the others' p99 under an attack at most twice the baseline's.
 const P99_RATIO_MAX: f64 = 2.0;
@@ -99,61 +100,6 @@ fn raise_open_files_limit() {
         "the hard limit on open files ({}) is too low for {CONNECTIONS_2} connections",
         limit.rlim_max
     );
-}
-
-/// The checks a test failed; reported together at its end. A timing check (a latency ratio
-/// against the baseline) may fail on a busy machine for reasons outside the server; every other
-/// check fails the test at once.
-#[derive(Default)]
-struct Failures {
-    failed: Vec<String>,
-    /// Whether a check other than a timing one failed.
-    hard: bool,
-}
-
-impl Failures {
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if !ok {
-            self.hard = true;
-            self.fail(what());
-        }
-    }
-
-    /// A latency figure measured against the same run's baseline.
-    fn check_timing(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if !ok {
-            self.fail(what());
-        }
-    }
-
-    fn fail(&mut self, what: String) {
-        eprintln!("FAILED: {what}");
-        self.failed.push(what);
-    }
-
-    fn assert_none(self, test: &str) {
-        assert!(
-            self.failed.is_empty(),
-            "{test}:\n{}",
-            self.failed.join("\n")
-        );
-    }
-}
-
-/// Attempts of a test whose only failures were timing ones, on a fresh server each time.
-const TIMING_ATTEMPTS: usize = 3;
-
-/// Runs `attempt` until it passes; one whose only failures were timing checks is run again, at
-/// most [`TIMING_ATTEMPTS`] times in all (the figure must hold in one whole run, baseline and
-/// attack measured together); any other failure ends the test at once.
-fn until_timing_holds(test: &str, mut attempt: impl FnMut() -> Failures) {
-    for n in 1..=TIMING_ATTEMPTS {
-        let failures = attempt();
-        if failures.failed.is_empty() || failures.hard || n == TIMING_ATTEMPTS {
-            return failures.assert_none(test);
-        }
-        eprintln!("{test}: attempt {n} of {TIMING_ATTEMPTS} missed a timing figure; again");
-    }
 }
 
 /// `during`'s p99 at most [`P99_RATIO_MAX`] times `baseline`'s; prints both and the ratio.

@@ -14,7 +14,8 @@
 //! - 429 `RATE_LIMITED` with Retry-After: failed logins per client address and per email,
 //!   successful sign-ups per client address (validation failures are not counted).
 //! - 503 `SERVICE_UNAVAILABLE` with Retry-After when the hashing pool's queue is full or a
-//!   store does not answer in time; 500 `INTERNAL` when a store answers nonsense.
+//!   store does not answer in time (a sign-up while MySQL is known to be down is refused
+//!   before its password is hashed); 500 `INTERNAL` when a store answers nonsense.
 //! - `POST /api/logout` deletes the session and expires the cookie (204, with or without a
 //!   session). `GET /api/me` is 200 `{"id","username"}` or 401 `UNAUTHORIZED`.
 //! - `GET /api/limits` is 200 with the limits a client should check before sending (the
@@ -241,6 +242,9 @@ impl Api {
             .borrow()
             .check(&ip, Instant::now())
             .map_err(rate_limited)?;
+        // A password hash costs tens of milliseconds of a core; while MySQL is known to be
+        // down the insert after it could only fail, so the sign-up is refused first.
+        self.store.users_known_unreachable().map_err(store_error)?;
         let password = request.password;
         let hash = self
             .hashing(move || accounts::hash_argon2id(password.as_bytes()))

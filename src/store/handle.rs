@@ -191,6 +191,16 @@ impl Store {
         }
     }
 
+    /// An error when the users' backend is known to be down right now (MySQL backing off
+    /// after a failed connect), so that work whose only use is a users query can be skipped;
+    /// `Ok` means only "not known to be down". Costs no I/O.
+    pub fn users_known_unreachable(&self) -> Result<(), StoreError> {
+        match &self.users {
+            Users::Mysql(m) => m.known_unreachable(),
+            Users::Embedded(_) => Ok(()),
+        }
+    }
+
     /// The id and password hash of the user with this email.
     pub async fn credentials_by_email(
         &self,

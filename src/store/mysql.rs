@@ -127,6 +127,9 @@ impl MysqlConfig {
     }
 }
 
+/// The refusal while the pool backs off from a server that did not answer.
+const UNREACHABLE_BACKING_OFF: &str = "MySQL is unreachable; retrying with backoff";
+
 fn unavailable(detail: impl Into<String>) -> StoreError {
     StoreError::Unavailable {
         side: Side::Mysql,
@@ -385,6 +388,22 @@ impl MysqlStore {
         Ok(store)
     }
 
+    /// The error [`MysqlStore::acquire`] would answer at once, without waiting, because the
+    /// server is known to be down: no idle connection, room for a new one, and the backoff
+    /// after the last failed connect not over. Lets a caller refuse before costly work (a
+    /// sign-up's password hash) that could only end in that error.
+    pub fn known_unreachable(&self) -> Result<(), StoreError> {
+        let pool = &self.pool;
+        let backing_off = pool.retry_at.get().is_some_and(|at| Instant::now() < at);
+        if backing_off
+            && pool.idle.borrow().is_empty()
+            && pool.total.get() < pool.config.pool_max
+        {
+            return Err(unavailable(UNREACHABLE_BACKING_OFF));
+        }
+        Ok(())
+    }
+
     /// Checks a connection out of the pool, opening one if the pool is below its maximum, or
     /// waiting up to the acquire timeout for one to come back.
     pub async fn acquire(&self) -> Result<PooledConnection, StoreError> {
@@ -408,7 +427,7 @@ impl MysqlStore {
                 if let Some(at) = pool.retry_at.get()
                     && Instant::now() < at
                 {
-                    return Err(unavailable("MySQL is unreachable; retrying with backoff"));
+                    return Err(unavailable(UNREACHABLE_BACKING_OFF));
                 }
                 pool.total.set(pool.total.get() + 1);
                 match self.open().await {
@@ -692,5 +711,41 @@ mod tests {
         );
         assert_eq!(as_string(&Value::Bytes(vec![0xff])), None);
         assert_eq!(as_string(&Value::NULL), None);
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+    use crate::rt::{Backend, run_local};
+
+    /// A port nothing listens on: bound, then closed.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn a_failed_connect_makes_the_store_known_unreachable_until_the_backoff_ends() {
+        let mut config =
+            MysqlConfig::from_url(&format!("mysql://u@127.0.0.1:{}/db", closed_port())).unwrap();
+        config.acquire_timeout = Duration::from_millis(200);
+        run_local(Backend::Epoll, async move {
+            let store = MysqlStore::new(config);
+            // Nothing tried yet: not known to be down.
+            assert!(store.known_unreachable().is_ok());
+            assert!(store.acquire().await.is_err(), "nothing listens there");
+            let known = store.known_unreachable().expect_err("backing off after the failure");
+            assert!(format!("{known}").contains(UNREACHABLE_BACKING_OFF), "{known}");
+            // What acquire answers now is that same refusal, at once.
+            let started = Instant::now();
+            let again = store.acquire().await.err().expect("still backing off");
+            assert!(started.elapsed() < Duration::from_millis(50));
+            assert_eq!(format!("{again}"), format!("{known}"));
+            // The backoff is at most MYSQL_BACKOFF_MS_MIN at first: then a connect is tried.
+            tokio::time::sleep(Duration::from_millis(MYSQL_BACKOFF_MS_MIN + 10)).await;
+            assert!(store.known_unreachable().is_ok(), "the backoff is over");
+        })
+        .unwrap();
     }
 }
