@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Server;
 use common::chat_client::{Ws, post, sign_up};
@@ -320,6 +320,23 @@ fn a_slow_consumer_is_closed_while_the_others_keep_pace() {
         frames < MESSAGES,
         "the slow consumer got {frames} of {MESSAGES}: it was not cut"
     );
+    // /metrics counts the cut, and the chat connections registered in the rooms are the three
+    // fast ones, then none once they hang up: the cut one left nothing behind.
+    assert_eq!(
+        server.metric("ringchat_websocket_slow_consumers_total{core=\"all\"}"),
+        1
+    );
+    assert_eq!(server.metric("ringchat_chat_connections{core=\"all\"}"), 3);
+    drop(fast);
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.metric("ringchat_chat_connections{core=\"all\"}") != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "chat connections left registered"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

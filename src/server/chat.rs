@@ -47,6 +47,7 @@ use crate::chat::sequencer::{Origin, Post, Sequencer};
 use crate::chat::subscribers::{ConnId, Frame, Subscribers};
 use crate::proto::ws::encode_text_frame;
 use crate::rt::{self, MeshEndpoint};
+use crate::server::metrics::CoreMetrics;
 use crate::store::redis::RedisConfig;
 use crate::store::redis_reader::StreamReader;
 use crate::store::{GUEST_USER_ID, MessageId, Store, StoreError, StoredMessage, User, UserId};
@@ -166,6 +167,8 @@ pub struct Hub {
     subscribers: RefCell<Subscribers<Frames>>,
     sequencer: RefCell<Sequencer>,
     conns: RefCell<HashMap<ConnId, Entry>>,
+    /// Every core's metrics; this core's `chat_connections` is `conns`' size.
+    metrics: Arc<[CoreMetrics]>,
     /// Whether stored batches are also encoded as the line port's lines.
     lines: bool,
     /// Guest names this core owns (by hash), lower case, and who holds each.
@@ -213,6 +216,7 @@ impl Hub {
         store: Store,
         mesh: MeshEndpoint<CrossCore>,
         lines: bool,
+        metrics: Arc<[CoreMetrics]>,
     ) -> Rc<Hub> {
         let (core, cores) = (mesh.core(), mesh.cores());
         let hub = Rc::new_cyclic(|me| Hub {
@@ -235,6 +239,7 @@ impl Hub {
             next_conn: Cell::new(0),
             batches: Notify::new(),
             hellos: tokio::sync::Semaphore::new(hello_turns(cores)),
+            metrics,
         });
         rt::spawn(hub.clone().pump());
         rt::spawn(hub.clone().drive_sequencer());
@@ -276,7 +281,16 @@ impl Hub {
         self.conns
             .borrow_mut()
             .insert(id, Entry { recipient, user });
+        self.count_connections();
         id
+    }
+
+    /// Publishes the number of registered connections (the `chat_connections` gauge).
+    fn count_connections(&self) {
+        let n = self.conns.borrow().len() as u64;
+        self.metrics[self.core]
+            .chat_connections
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Makes `rooms` the rooms of registered connection `conn` (instead of those it was in),
@@ -315,6 +329,7 @@ impl Hub {
     pub fn leave(&self, conn: ConnId) {
         self.subscribers.borrow_mut().leave(conn);
         self.conns.borrow_mut().remove(&conn);
+        self.count_connections();
         self.shown.borrow_mut().remove(&conn);
     }
 
@@ -450,6 +465,7 @@ impl Hub {
         }
         for conn in cut {
             let entry = self.conns.borrow_mut().remove(&conn);
+            self.count_connections();
             self.shown.borrow_mut().remove(&conn);
             if let Some(e) = entry {
                 e.recipient.cut();

@@ -2,7 +2,7 @@
 //!
 //! Each core writes only its own [`CoreMetrics`] (relaxed atomics, no lock, cache-line aligned
 //! so cores never share a line); any core may read them all to render the page. Values are
-//! monotonic counters except `open_connections`, a gauge.
+//! monotonic counters except the gauges (`open_connections`, `line_open`, `chat_connections`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,12 @@ pub struct CoreMetrics {
     /// Line-port connections open now, and those cut as slow consumers.
     pub line_open: AtomicU64,
     pub line_slow_consumers: AtomicU64,
+    /// Chat connections (WebSocket after its session check, line port) registered with the
+    /// core's rooms now: each holds an entry in the hub and its room subscriptions, so this
+    /// coming back to where it was is the check that connections leave nothing behind.
+    pub chat_connections: AtomicU64,
+    /// WebSocket connections closed with 1008 because they did not read.
+    pub ws_slow_consumers: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -50,7 +56,7 @@ impl CoreMetrics {
 /// Renders every core's counters, labelled by core, plus a total per metric.
 pub fn render(cores: &[CoreMetrics], out: &mut String) {
     type Field = fn(&CoreMetrics) -> &AtomicU64;
-    let simple: [(&str, &str, &str, Field); 9] = [
+    let simple: [(&str, &str, &str, Field); 11] = [
         (
             "ringchat_open_connections",
             "gauge",
@@ -104,6 +110,18 @@ pub fn render(cores: &[CoreMetrics], out: &mut String) {
             "counter",
             "Line-port connections cut because they did not read.",
             |m| &m.line_slow_consumers,
+        ),
+        (
+            "ringchat_chat_connections",
+            "gauge",
+            "Chat connections (WebSocket and line port) registered in the rooms now.",
+            |m| &m.chat_connections,
+        ),
+        (
+            "ringchat_websocket_slow_consumers_total",
+            "counter",
+            "WebSocket connections closed with 1008 because they did not read.",
+            |m| &m.ws_slow_consumers,
         ),
     ];
     for (name, kind, help, field) in simple {
@@ -163,5 +181,7 @@ mod tests {
         assert!(out.contains("ringchat_http_responses_total{core=\"1\",class=\"4xx\"} 1\n"));
         assert!(out.contains("ringchat_http_responses_total{core=\"all\",class=\"5xx\"} 1\n"));
         assert!(out.contains("# TYPE ringchat_open_connections gauge\n"));
+        assert!(out.contains("# TYPE ringchat_chat_connections gauge\n"));
+        assert!(out.contains("ringchat_websocket_slow_consumers_total{core=\"all\"} 0\n"));
     }
 }

@@ -307,7 +307,13 @@ pub fn run(config: Config) -> io::Result<()> {
         let mesh = meshes.lock().expect("no core panicked holding it")[info.index]
             .take()
             .expect("each core takes its mesh endpoint once");
-        let hub = chat::Hub::start(rooms.clone(), store.clone(), mesh, line_on);
+        let hub = chat::Hub::start(
+            rooms.clone(),
+            store.clone(),
+            mesh,
+            line_on,
+            all_metrics.clone(),
+        );
         Rc::new(Core {
             info,
             settings: settings.clone(),

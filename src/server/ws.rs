@@ -26,6 +26,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -100,6 +101,8 @@ struct Shared {
     cut_by: Cell<Option<Instant>>,
     /// Wakes the writer out of a write stuck on a full socket when the connection is cut.
     cut_wake: Notify,
+    /// Every core's metrics and this core's index (for the slow-consumer counter).
+    metrics: (Arc<[CoreMetrics]>, usize),
 }
 
 impl Recipient for Shared {
@@ -153,6 +156,7 @@ pub(super) async fn serve(core: &Core, conn: &Conn, input: Vec<u8>, endpoint: En
         writing: Cell::new(false),
         cut_by: Cell::new(None),
         cut_wake: Notify::new(),
+        metrics: (core.all_metrics.clone(), core.info.index),
     });
     conn.set_idle(false);
     conn.set_deadline(Some(shared.idle_deadline.get()));
@@ -462,6 +466,8 @@ fn cut_slow_consumer(shared: &Shared) {
         SLOW_CONSUMER_REASON,
     );
     if shared.cut_by.get().is_none() {
+        let (metrics, core) = &shared.metrics;
+        CoreMetrics::add(&metrics[*core].ws_slow_consumers, 1);
         let cut_by = Instant::now() + Duration::from_millis(SLOW_CONSUMER_CLOSE_WITHIN_MS);
         shared.cut_by.set(Some(cut_by));
         shared

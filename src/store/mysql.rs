@@ -395,10 +395,7 @@ impl MysqlStore {
     pub fn known_unreachable(&self) -> Result<(), StoreError> {
         let pool = &self.pool;
         let backing_off = pool.retry_at.get().is_some_and(|at| Instant::now() < at);
-        if backing_off
-            && pool.idle.borrow().is_empty()
-            && pool.total.get() < pool.config.pool_max
-        {
+        if backing_off && pool.idle.borrow().is_empty() && pool.total.get() < pool.config.pool_max {
             return Err(unavailable(UNREACHABLE_BACKING_OFF));
         }
         Ok(())
@@ -735,8 +732,13 @@ mod backoff_tests {
             // Nothing tried yet: not known to be down.
             assert!(store.known_unreachable().is_ok());
             assert!(store.acquire().await.is_err(), "nothing listens there");
-            let known = store.known_unreachable().expect_err("backing off after the failure");
-            assert!(format!("{known}").contains(UNREACHABLE_BACKING_OFF), "{known}");
+            let known = store
+                .known_unreachable()
+                .expect_err("backing off after the failure");
+            assert!(
+                format!("{known}").contains(UNREACHABLE_BACKING_OFF),
+                "{known}"
+            );
             // What acquire answers now is that same refusal, at once.
             let started = Instant::now();
             let again = store.acquire().await.err().expect("still backing off");

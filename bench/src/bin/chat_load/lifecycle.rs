@@ -290,6 +290,9 @@ pub struct Sample {
     /// `ringchat_open_connections`, this request's own connection excluded; -1 when /metrics
     /// did not answer.
     pub open_connections: i64,
+    /// `ringchat_chat_connections`: chat connections registered in the rooms (the hub's
+    /// entries and their subscriptions); -1 when /metrics did not answer.
+    pub chat_connections: i64,
     pub accepted_total: u64,
     pub refused_total: u64,
     pub http_5xx_total: u64,
@@ -321,6 +324,7 @@ impl Probe {
             rss_kib,
             fds,
             open_connections: -1,
+            chat_connections: -1,
             ..Sample::default()
         };
         if let Ok(text) = self.metrics() {
@@ -332,6 +336,9 @@ impl Probe {
             };
             if let Some(open) = all("ringchat_open_connections{") {
                 sample.open_connections = open as i64 - 1;
+            }
+            if let Some(chat) = all("ringchat_chat_connections{") {
+                sample.chat_connections = chat as i64;
             }
             sample.accepted_total = all("ringchat_accepted_connections_total{").unwrap_or(0);
             sample.refused_total = all("ringchat_refused_connections_total{").unwrap_or(0);
@@ -394,7 +401,7 @@ impl Sampler {
             if let Some(out) = &mut out {
                 writeln!(
                     out,
-                    "t_s,rss_kib,fds,open_connections,accepted_total,refused_total,http_5xx_total,progress"
+                    "t_s,rss_kib,fds,open_connections,chat_connections,accepted_total,refused_total,http_5xx_total,progress"
                 )?;
             }
             let mut next = now_ns();
@@ -403,11 +410,12 @@ impl Sampler {
                 if let Some(out) = &mut out {
                     writeln!(
                         out,
-                        "{:.3},{},{},{},{},{},{},{}",
+                        "{:.3},{},{},{},{},{},{},{},{}",
                         (now_ns() - origin_ns) as f64 / 1e9,
                         s.rss_kib,
                         s.fds,
                         s.open_connections,
+                        s.chat_connections,
                         s.accepted_total,
                         s.refused_total,
                         s.http_5xx_total,
@@ -434,17 +442,18 @@ impl Sampler {
     }
 }
 
-/// Waits (up to `--leak-timeout`) for the server's descriptors and open connections to come
-/// back to `baseline`, then prints `baseline_*`, `end_*`, `end_wait_s` and
-/// `fds_back_to_baseline` / `connections_back_to_baseline` (1 or 0).
+/// Waits (up to `--leak-timeout`) for the server's descriptors, open connections and chat
+/// connections (the rooms' registrations) to come back to `baseline`, then prints `baseline_*`,
+/// `end_*`, `end_wait_s` and `fds_back_to_baseline` / `connections_back_to_baseline` /
+/// `chat_connections_back_to_baseline` (1 or 0).
 pub async fn leak_check(args: &Args, probe: &Probe, baseline: Sample) -> Result<()> {
     let t0 = now_ns();
     let deadline = t0 + (args.leak_timeout * 1e9) as u64;
-    let back = |s: &Sample| {
-        s.fds <= baseline.fds
-            && s.open_connections >= 0
-            && s.open_connections <= baseline.open_connections
-    };
+    let connections_back =
+        |s: &Sample| s.open_connections >= 0 && s.open_connections <= baseline.open_connections;
+    let chat_back =
+        |s: &Sample| s.chat_connections >= 0 && s.chat_connections <= baseline.chat_connections;
+    let back = |s: &Sample| s.fds <= baseline.fds && connections_back(s) && chat_back(s);
     let mut end = probe.sample()?;
     while !back(&end) && now_ns() < deadline {
         tokio::time::sleep(Duration::from_millis(LEAK_POLL_MS)).await;
@@ -453,14 +462,20 @@ pub async fn leak_check(args: &Args, probe: &Probe, baseline: Sample) -> Result<
     println!("baseline_rss_kib={}", baseline.rss_kib);
     println!("baseline_fds={}", baseline.fds);
     println!("baseline_open_connections={}", baseline.open_connections);
+    println!("baseline_chat_connections={}", baseline.chat_connections);
     println!("end_rss_kib={}", end.rss_kib);
     println!("end_fds={}", end.fds);
     println!("end_open_connections={}", end.open_connections);
+    println!("end_chat_connections={}", end.chat_connections);
     println!("end_wait_s={:.2}", (now_ns() - t0) as f64 / 1e9);
     println!("fds_back_to_baseline={}", u8::from(end.fds <= baseline.fds));
     println!(
         "connections_back_to_baseline={}",
-        u8::from(end.open_connections >= 0 && end.open_connections <= baseline.open_connections)
+        u8::from(connections_back(&end))
+    );
+    println!(
+        "chat_connections_back_to_baseline={}",
+        u8::from(chat_back(&end))
     );
     println!("end_accepted_total={}", end.accepted_total);
     println!("end_refused_total={}", end.refused_total);
