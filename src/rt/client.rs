@@ -13,9 +13,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Registry, SWEEP_INTERVAL_MS, Stream};
+use super::conn::{Conn, Registry, Stream};
 use super::core::{Backend, URING_COMPLETION_ENTRIES, URING_SUBMISSION_ENTRIES};
 
 struct Local {
@@ -52,15 +51,7 @@ pub fn block_on<F: Future>(backend: Backend, future: F) -> io::Result<F::Output>
 /// that enforces client deadlines. Called once per core by `core.rs`, and by [`run_local`].
 pub(crate) fn enter(backend: Backend, shutting_down: Arc<AtomicBool>) {
     let clients = Registry::new(shutting_down);
-    let sweeping = clients.clone();
-    tokio::task::spawn_local(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_INTERVAL_MS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tick.tick().await;
-            sweeping.sweep(Instant::now());
-        }
-    });
+    tokio::task::spawn_local(clients.clone().sweep_forever());
     LOCAL.with(|l| *l.borrow_mut() = Some(Local { backend, clients }));
 }
 

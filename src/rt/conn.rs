@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_uring::buf::BoundedBuf;
 
-/// How often each core looks for connections past their deadline. Deadlines are therefore
-/// enforced within this many milliseconds after they pass.
+/// How often each core looks for connections past their deadline while it has any.
+/// Deadlines are therefore enforced within this many milliseconds after they pass; a core with
+/// no connection does not wake for it at all.
 pub const SWEEP_INTERVAL_MS: u64 = 100;
 
 pub(crate) enum Stream {
@@ -58,6 +59,9 @@ pub(crate) struct Registry {
     entries: RefCell<Vec<Weak<Entry>>>,
     open: Cell<usize>,
     draining: Cell<bool>,
+    /// Told when the first connection registers in an empty registry: the sweeper waits for
+    /// it instead of waking every [`SWEEP_INTERVAL_MS`] with nothing to sweep.
+    registered: tokio::sync::Notify,
     /// Set by the main thread on SIGINT/SIGTERM, before any core notices its listener stopped:
     /// responses from then on say `Connection: close`. Written once; read with a relaxed load.
     shutting_down: Arc<AtomicBool>,
@@ -69,8 +73,24 @@ impl Registry {
             entries: RefCell::new(Vec::new()),
             open: Cell::new(0),
             draining: Cell::new(false),
+            registered: tokio::sync::Notify::new(),
             shutting_down,
         })
+    }
+
+    /// Enforces deadlines for as long as the task runs: a sweep every [`SWEEP_INTERVAL_MS`]
+    /// while the registry holds connections (closed ones are forgotten by the sweep), none
+    /// while it is empty. One task per registry: a core's accepted connections, and its
+    /// outbound clients.
+    pub(crate) async fn sweep_forever(self: Rc<Self>) {
+        loop {
+            if self.entries.borrow().is_empty() {
+                // A registration in between left a permit: this returns at once.
+                self.registered.notified().await;
+            }
+            tokio::time::sleep(Duration::from_millis(SWEEP_INTERVAL_MS)).await;
+            self.sweep(Instant::now());
+        }
     }
 
     pub(crate) fn open(&self) -> usize {
@@ -134,7 +154,14 @@ impl Conn {
             closed: Cell::new(false),
             timed_out: Cell::new(false),
         });
-        registry.entries.borrow_mut().push(Rc::downgrade(&entry));
+        let first = {
+            let mut entries = registry.entries.borrow_mut();
+            entries.push(Rc::downgrade(&entry));
+            entries.len() == 1
+        };
+        if first {
+            registry.registered.notify_one();
+        }
         registry.open.set(registry.open.get() + 1);
         Conn {
             stream,

@@ -16,11 +16,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::conn::{Conn, Registry, SWEEP_INTERVAL_MS, Stream};
+use super::conn::{Conn, Registry, Stream};
 use super::{affinity, client, listener};
 use crate::config::IoMode;
 
@@ -166,6 +166,8 @@ where
     })?;
 
     let shutting_down = Arc::new(AtomicBool::new(false));
+    // Told by each core's thread as it ends: the main thread waits on it, not on a timer.
+    let core_exited = Arc::new(tokio::sync::Notify::new());
     let make_service = Arc::new(make_service);
     let mut cores: Vec<JoinHandle<io::Result<()>>> = Vec::new();
     for (index, (listener, cpu)) in listeners.into_iter().zip(cpus.iter().copied()).enumerate() {
@@ -179,21 +181,22 @@ where
         let cap = options.connections_per_core_max;
         let handle = std::thread::Builder::new()
             .name(format!("ringchat-core-{index}"))
-            .spawn(move || {
-                core_thread(info, listener, cap, shutting_down, move |i| make_service(i))
+            .spawn({
+                let exited = TellOnExit(core_exited.clone());
+                move || {
+                    let _exited = exited;
+                    core_thread(info, listener, cap, shutting_down, move |i| make_service(i))
+                }
             })?;
         cores.push(handle);
     }
     tracing::info!(addr = %local, cores = cpus.len(), io = backend.name(), "listening{extras}");
 
     main_rt.block_on(async {
-        let mut poll = tokio::time::interval(Duration::from_millis(SHUTDOWN_POLL_MS * 5));
-        let reason = loop {
-            tokio::select! {
-                _ = term.recv() => break "SIGTERM",
-                _ = int.recv() => break "SIGINT",
-                _ = poll.tick() => if cores.iter().any(|c| c.is_finished()) { break "a core stopped" },
-            }
+        let reason = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = core_exited.notified() => "a core stopped",
         };
         tracing::info!(reason, "shutting down: no longer accepting");
         shutting_down.store(true, Ordering::SeqCst);
@@ -309,17 +312,7 @@ async fn core_main<S: Service>(
     service: Rc<S>,
 ) {
     let registry = Registry::new(shutting_down.clone());
-    let sweeper = {
-        let registry = registry.clone();
-        tokio::task::spawn_local(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_INTERVAL_MS));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                registry.sweep(Instant::now());
-            }
-        })
-    };
+    let sweeper = tokio::task::spawn_local(registry.clone().sweep_forever());
     // One accept loop per listener; each ends when shutdown stops its listener.
     let loops = listeners.into_iter().enumerate().map(|(index, listener)| {
         accept_loop(
@@ -340,6 +333,16 @@ async fn core_main<S: Service>(
     }
     sweeper.abort();
     tracing::debug!(core = info.index, "drained");
+}
+
+/// Tells the main thread that a core's thread is ending, however it ends (a panic included),
+/// so that an idle server's main thread sleeps until a signal or this instead of polling.
+struct TellOnExit(Arc<tokio::sync::Notify>);
+
+impl Drop for TellOnExit {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 /// Accepts on one of the core's listeners until shutdown stops it.
