@@ -42,6 +42,8 @@
 //!    [`ACCOUNT_ANSWER_MAX`] (2 s); the chat keeps flowing (every batch acknowledged, the p99 in
 //!    the cut at most twice the one before plus [`P99_SLACK`]); after the rules are removed,
 //!    logins and sign-ups succeed again within [`RECOVERY_MAX`] on both cores; set check zero.
+//!    The chat's latency figures are timing checks (`ringchat_proto_tests::timing`): a run that
+//!    misses only them runs again on fresh servers, at most 3 times.
 //!
 //! Needs root, iproute2 and iptables: without them the namespace tests print `SKIPPED:` and
 //! pass, unless `RINGCHAT_REQUIRE_NETNS=1` (then they fail). Figures are printed
