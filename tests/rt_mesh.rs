@@ -7,8 +7,10 @@
 //! - `ready()` returns at once when items already wait; a core parked in `ready()` wakes within
 //!   milliseconds of a flush from a thread that is not a runtime, and is not polled meanwhile.
 //! - Dropping endpoints on several threads panics nowhere and closes every eventfd.
-//! - Printed, not asserted: items/s between two cores, and one-way wake-up latency (p50/p99)
-//!   in a ping-pong. Run with `--release -- --nocapture` for meaningful figures.
+//! - Printed: items/s between two cores, and one-way wake-up latency (p50/p99) in a ping-pong;
+//!   only a sanity bound is asserted on the latency (p50 under 5 ms: a wake-up that waits for
+//!   something else to wake the core shows there). Run with `--release -- --nocapture` for
+//!   meaningful figures.
 //!
 //! Tests here measure time and count descriptors, so they run one at a time (`serial`).
 
