@@ -29,6 +29,7 @@ pub use chat_client::{PASSWORD, id_key, masked_frame, post_json, sign_up};
 use chat_client::{SOCKET_DEADLINE, read_frame, read_head, upgrade_request};
 
 use crate::Ringchat;
+use crate::timing::Failures;
 
 /// The test rooms, by index; [`ROOMS_FLAG`] configures them.
 pub const ROOMS: [&str; 2] = ["a", "b"];
@@ -1004,6 +1005,115 @@ pub fn accounts_until_recovered(
         k += 1;
     }
     after
+}
+
+/// What a MySQL outage test saw of the account requests: each one during the outage (kind,
+/// status, time to answer) and [`accounts_until_recovered`]'s after it.
+pub struct AccountsInOutage<'a> {
+    pub test: &'a str,
+    pub during: &'a [(&'static str, u16, Duration)],
+    pub after: &'a [(&'static str, u16, Duration)],
+    /// Requests of each kind the outage must have seen at least.
+    pub each_kind_min: usize,
+    /// Every request in the outage answered 503 within this.
+    pub answer_max: Duration,
+    /// No request failed later than this after the peer answered again.
+    pub recovery_max: Duration,
+}
+
+/// The checks of [`AccountsInOutage`] (all hard): every request in the outage answered 503
+/// within `answer_max`, enough of each kind, only 204 or 503 after it, none failed later than
+/// `recovery_max` after the peer answered again.
+pub fn check_accounts_in_outage(failures: &mut Failures, o: &AccountsInOutage<'_>) {
+    let (test, during, after) = (o.test, o.during, o.after);
+    for (kind, status, took) in during {
+        failures.check(*status == 503, || {
+            format!("{test}: {kind} in the outage answered {status}: {during:?}")
+        });
+        failures.check(*took <= o.answer_max, || {
+            format!(
+                "{test}: {kind} answered 503 after {took:?} (max {:?})",
+                o.answer_max
+            )
+        });
+    }
+    for kind in ["login", "sign-up"] {
+        failures.check(
+            during.iter().filter(|a| a.0 == kind).count() >= o.each_kind_min,
+            || format!("{test}: too few {kind}s in the outage: {during:?}"),
+        );
+    }
+    for (kind, status, _) in after {
+        failures.check([204, 503].contains(status), || {
+            format!("{test}: {kind} after the outage answered {status}: {after:?}")
+        });
+    }
+    if let Some((kind, _, at)) = after.iter().rev().find(|a| a.1 != 204) {
+        failures.check(*at <= o.recovery_max, || {
+            format!(
+                "{test}: a {kind} failed {at:?} after the peer answered again (max {:?}): \
+                 {after:?}",
+                o.recovery_max
+            )
+        });
+    }
+}
+
+/// The chat through an outage of a peer it does not need, for the batches sent from
+/// `baseline_from` to the outage's start (the baseline) and in `outage` (`[start, end)`): every
+/// batch acknowledged (hard); as timing checks, at least half the baseline's batches per
+/// second during the outage, and the p99 during it at most twice the one before plus
+/// `p99_slack`. Prints both latencies.
+pub fn check_chat_through_outage(
+    failures: &mut Failures,
+    test: &str,
+    batches: &[&Batch],
+    baseline_from: Instant,
+    outage: (Instant, Instant),
+    p99_slack: Duration,
+) {
+    let (start, end) = outage;
+    for b in batches {
+        failures.check(matches!(b.outcome, Outcome::Acked(_)), || {
+            format!(
+                "{test}: a batch got {:?} (sent {:?} after the outage began): {:?}",
+                b.outcome,
+                b.sent.checked_duration_since(start),
+                b.contents
+            )
+        });
+    }
+    let between = |from: Instant, to: Instant| {
+        ack_latencies(
+            batches
+                .iter()
+                .copied()
+                .filter(|b| b.sent >= from && b.sent < to),
+        )
+    };
+    let (before, during) = (between(baseline_from, start), between(start, end));
+    eprintln!(
+        "{test}: chat acknowledgement latency before the outage {}, during it {}",
+        percentiles(before.clone()),
+        percentiles(during.clone())
+    );
+    let (baseline_len, outage_len) = (start - baseline_from, end - start);
+    failures.check_timing(
+        during.len() as u128 * baseline_len.as_millis() * 2
+            >= before.len() as u128 * outage_len.as_millis(),
+        || {
+            format!(
+                "{test}: the chat slowed down in the outage: {} batches in {outage_len:?}, {} \
+                 in {baseline_len:?} before",
+                during.len(),
+                before.len(),
+            )
+        },
+    );
+    let (p99_before, p99_during) = (percentile(&before, 99), percentile(&during, 99));
+    failures.check_timing(p99_during <= p99_before * 2 + p99_slack, || {
+        format!("{test}: acknowledgement p99 {p99_during:?} in the outage, {p99_before:?} before")
+    });
 }
 
 /// Waits until each connection holds, per room, as many messages as the stream (less what it

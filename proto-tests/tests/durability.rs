@@ -61,11 +61,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use ringchat_proto_tests::chat_clients::{
-    Batch, Client, Conn, Msg, Outcome, PAGE, PASSWORD, Pace, Poster, QUIET, ROOMS, Room,
-    accounts_until_recovered, ack_latencies, assert_matches_store, assert_no_surprises,
-    assert_none_refused, assert_only_store_unavailable, catch_up, check_sequence, hello_rooms,
-    id_key, one_at_a_time, percentile, percentiles, post_json, settle_and_check, sign_up,
-    start_ringchat, stream,
+    AccountsInOutage, Batch, Client, Conn, Msg, Outcome, PAGE, PASSWORD, Pace, Poster, QUIET,
+    ROOMS, Room, accounts_until_recovered, ack_latencies, assert_matches_store,
+    assert_no_surprises, assert_none_refused, assert_only_store_unavailable, catch_up,
+    check_accounts_in_outage, check_chat_through_outage, check_sequence, hello_rooms, id_key,
+    one_at_a_time, percentiles, post_json, settle_and_check, sign_up, start_ringchat, stream,
 };
 use ringchat_proto_tests::ledger::Ledger;
 use ringchat_proto_tests::timing::{Failures, until_timing_holds};
@@ -443,7 +443,6 @@ fn mariadb_down_once() -> Failures {
     let all: Vec<Vec<Batch>> = posters.into_iter().map(Poster::finish).collect();
     let batches: Vec<&Batch> = all.iter().flatten().collect();
 
-    let last_failure = after.iter().rev().find(|a| a.1 != 204);
     eprintln!(
         "mariadb: down {:?} (kill -9), answering {:?} after the restart began; in the outage \
          (kind, status, time to answer) {answers:?}; after it (kind, status, answered after \
@@ -451,73 +450,32 @@ fn mariadb_down_once() -> Failures {
         restarting - killed,
         up - restarting,
     );
-    for (kind, status, took) in &answers {
-        failures.check(*status == 503, || {
-            format!("{kind} while MariaDB was down answered {status}: {answers:?}")
-        });
-        failures.check(*took <= ACCOUNT_ANSWER_MAX, || {
-            format!("{kind} answered 503 after {took:?} (max {ACCOUNT_ANSWER_MAX:?})")
-        });
-    }
-    failures.check(
-        answers.iter().filter(|a| a.0 == "login").count() >= 5
-            && answers.iter().filter(|a| a.0 == "sign-up").count() >= 5,
-        || format!("too few requests in the outage: {answers:?}"),
+    check_accounts_in_outage(
+        &mut failures,
+        &AccountsInOutage {
+            test: "mariadb",
+            during: &answers,
+            after: &after,
+            each_kind_min: 5,
+            answer_max: ACCOUNT_ANSWER_MAX,
+            recovery_max: RECOVERY_MAX,
+        },
     );
-    for (kind, status, _) in &after {
-        failures.check([204, 503].contains(status), || {
-            format!("{kind} after the outage answered {status}: {after:?}")
-        });
-    }
-    if let Some((kind, _, at)) = last_failure {
-        failures.check(*at <= RECOVERY_MAX, || {
-            format!(
-                "a {kind} failed {at:?} after MariaDB answered again (max {RECOVERY_MAX:?}): \
-                 {after:?}"
-            )
-        });
-    }
-
     // The chat kept flowing through the outage: everything acknowledged, at a comparable p99.
-    for b in &batches {
-        failures.check(matches!(b.outcome, Outcome::Acked(_)), || {
-            format!(
-                "a batch got {:?} (sent {:?} after the kill): {:?}",
-                b.outcome,
-                b.sent.checked_duration_since(killed),
-                b.contents
-            )
-        });
-    }
-    let before = ack_latencies_between(&batches, baseline_from, killed);
-    let during = ack_latencies_between(&batches, killed, restarting);
     let acked_during: usize = batches
         .iter()
         .filter(|b| b.sent >= killed && b.sent < restarting)
         .map(|b| b.contents.len())
         .sum();
-    eprintln!(
-        "mariadb: chat acknowledgement latency before the outage {}, during it {} \
-         ({acked_during} messages acknowledged while MariaDB was down)",
-        percentiles(before.clone()),
-        percentiles(during.clone())
+    eprintln!("mariadb: {acked_during} messages acknowledged while MariaDB was down");
+    check_chat_through_outage(
+        &mut failures,
+        "mariadb",
+        &batches,
+        baseline_from,
+        (killed, restarting),
+        P99_SLACK,
     );
-    failures.check_timing(
-        during.len() * 2
-            >= before.len() * MARIADB_DOWN.as_millis() as usize / BASELINE.as_millis() as usize,
-        || {
-            format!(
-                "the chat slowed down in the outage: {} batches in {MARIADB_DOWN:?}, {} in \
-                 {BASELINE:?} before",
-                during.len(),
-                before.len()
-            )
-        },
-    );
-    let (p99_before, p99_during) = (percentile(&before, 99), percentile(&during, 99));
-    failures.check_timing(p99_during <= p99_before * 2 + P99_SLACK, || {
-        format!("acknowledgement p99 {p99_during:?} in the outage, {p99_before:?} before")
-    });
 
     let streams = settle_and_check(
         redis.port,

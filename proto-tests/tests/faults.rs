@@ -67,9 +67,10 @@ use serde_json::{Value, json};
 
 use chat_client::{masked_frame, read_frame, read_head, upgrade_request};
 use ringchat_proto_tests::chat_clients::{
-    Batch, Client, Conn, Outcome, PASSWORD, Pace, Poster, accounts_until_recovered, ack_latencies,
-    assert_matches_store, assert_only_store_unavailable, one_at_a_time, percentile, percentiles,
-    post_json, settle, settle_and_check, sign_up, start_ringchat,
+    AccountsInOutage, Batch, Client, Conn, Outcome, PASSWORD, Pace, Poster,
+    accounts_until_recovered, ack_latencies, assert_matches_store, assert_only_store_unavailable,
+    check_accounts_in_outage, check_chat_through_outage, one_at_a_time, percentiles, post_json,
+    settle, settle_and_check, sign_up, start_ringchat,
 };
 use ringchat_proto_tests::ledger::Ledger;
 use ringchat_proto_tests::netns::Netns;
@@ -688,77 +689,31 @@ fn mariadb_dead_peer_once(test: &str, ns: &Netns) -> Failures {
     let all: Vec<Vec<Batch>> = posters.into_iter().map(Poster::finish).collect();
     let batches: Vec<&Batch> = all.iter().flatten().collect();
 
-    let last_failure = after.iter().rev().find(|a| a.1 != 204);
     eprintln!(
         "{test}: MariaDB's port dropped for {:?}; in the cut (kind, status, time to answer) \
          {answers:?}; after it (kind, status, answered after the drop lifted) {after:?}",
         up - cut_at
     );
-    for (kind, status, took) in &answers {
-        failures.check(*status == 503, || {
-            format!("{test}: {kind} in the cut answered {status}: {answers:?}")
-        });
-        failures.check(*took <= ACCOUNT_ANSWER_MAX, || {
-            format!("{test}: {kind} answered 503 after {took:?} (max {ACCOUNT_ANSWER_MAX:?})")
-        });
-    }
-    for kind in ["login", "sign-up"] {
-        failures.check(answers.iter().filter(|a| a.0 == kind).count() >= 2, || {
-            format!("{test}: too few {kind}s in the cut: {answers:?}")
-        });
-    }
-    for (kind, status, _) in &after {
-        failures.check([204, 503].contains(status), || {
-            format!("{test}: {kind} after the cut answered {status}: {after:?}")
-        });
-    }
-    if let Some((kind, _, at)) = last_failure {
-        failures.check(*at <= RECOVERY_MAX, || {
-            format!("{test}: a {kind} failed {at:?} after the drop lifted (max {RECOVERY_MAX:?})")
-        });
-    }
-
-    // The chat kept flowing through the cut.
-    for b in &batches {
-        failures.check(matches!(b.outcome, Outcome::Acked(_)), || {
-            format!(
-                "{test}: a batch got {:?} (sent {:?} after the cut began)",
-                b.outcome,
-                b.sent.checked_duration_since(cut_at)
-            )
-        });
-    }
-    let between = |from: Instant, to: Instant| {
-        ack_latencies(
-            batches
-                .iter()
-                .copied()
-                .filter(|b| b.sent >= from && b.sent < to),
-        )
-    };
-    let (before, during) = (between(baseline_from, cut_at), between(cut_at, up));
-    eprintln!(
-        "{test}: chat acknowledgement latency before the cut {}, during it {}",
-        percentiles(before.clone()),
-        percentiles(during.clone())
-    );
-    failures.check_timing(
-        during.len() * BASELINE.as_millis() as usize * 2
-            >= before.len() * (up - cut_at).as_millis() as usize,
-        || {
-            format!(
-                "{test}: the chat slowed down in the cut: {} batches in {:?}, {} in \
-                 {BASELINE:?} before",
-                during.len(),
-                up - cut_at,
-                before.len()
-            )
+    check_accounts_in_outage(
+        &mut failures,
+        &AccountsInOutage {
+            test,
+            during: &answers,
+            after: &after,
+            each_kind_min: 2,
+            answer_max: ACCOUNT_ANSWER_MAX,
+            recovery_max: RECOVERY_MAX,
         },
     );
-    let (p99_before, p99_during) = (percentile(&before, 99), percentile(&during, 99));
-    failures.check_timing(p99_during <= p99_before * 2 + P99_SLACK, || {
-        format!("{test}: acknowledgement p99 {p99_during:?} in the cut, {p99_before:?} before")
-    });
+    // The chat kept flowing through the cut.
+    check_chat_through_outage(
+        &mut failures,
+        test,
+        &batches,
+        baseline_from,
+        (cut_at, up),
+        P99_SLACK,
+    );
 
     let watched: Vec<(&str, &Conn)> = names
         .iter()

@@ -328,6 +328,13 @@ struct Pool {
     schema_ready: Cell<bool>,
 }
 
+impl Pool {
+    /// The last connect failed and its backoff is not over: no new connection is tried yet.
+    fn backing_off(&self) -> bool {
+        self.retry_at.get().is_some_and(|at| Instant::now() < at)
+    }
+}
+
 /// A connection checked out of the pool; it goes back when dropped (if still healthy).
 pub struct PooledConnection {
     pool: Rc<Pool>,
@@ -394,8 +401,10 @@ impl MysqlStore {
     /// sign-up's password hash) that could only end in that error.
     pub fn known_unreachable(&self) -> Result<(), StoreError> {
         let pool = &self.pool;
-        let backing_off = pool.retry_at.get().is_some_and(|at| Instant::now() < at);
-        if backing_off && pool.idle.borrow().is_empty() && pool.total.get() < pool.config.pool_max {
+        if pool.backing_off()
+            && pool.idle.borrow().is_empty()
+            && pool.total.get() < pool.config.pool_max
+        {
             return Err(unavailable(UNREACHABLE_BACKING_OFF));
         }
         Ok(())
@@ -421,9 +430,7 @@ impl MysqlStore {
                 continue;
             }
             if pool.total.get() < pool.config.pool_max {
-                if let Some(at) = pool.retry_at.get()
-                    && Instant::now() < at
-                {
+                if pool.backing_off() {
                     return Err(unavailable(UNREACHABLE_BACKING_OFF));
                 }
                 pool.total.set(pool.total.get() + 1);
