@@ -298,6 +298,16 @@ pub struct Sample {
     pub http_5xx_total: u64,
 }
 
+impl Sample {
+    /// `<prefix>_rss_kib`, `_fds`, `_open_connections` and `_chat_connections` lines.
+    fn print(&self, prefix: &str) {
+        println!("{prefix}_rss_kib={}", self.rss_kib);
+        println!("{prefix}_fds={}", self.fds);
+        println!("{prefix}_open_connections={}", self.open_connections);
+        println!("{prefix}_chat_connections={}", self.chat_connections);
+    }
+}
+
 /// Reads the server process `pid`, listening at `addr`.
 #[derive(Clone)]
 pub struct Probe {
@@ -459,14 +469,8 @@ pub async fn leak_check(args: &Args, probe: &Probe, baseline: Sample) -> Result<
         tokio::time::sleep(Duration::from_millis(LEAK_POLL_MS)).await;
         end = probe.sample()?;
     }
-    println!("baseline_rss_kib={}", baseline.rss_kib);
-    println!("baseline_fds={}", baseline.fds);
-    println!("baseline_open_connections={}", baseline.open_connections);
-    println!("baseline_chat_connections={}", baseline.chat_connections);
-    println!("end_rss_kib={}", end.rss_kib);
-    println!("end_fds={}", end.fds);
-    println!("end_open_connections={}", end.open_connections);
-    println!("end_chat_connections={}", end.chat_connections);
+    baseline.print("baseline");
+    end.print("end");
     println!("end_wait_s={:.2}", (now_ns() - t0) as f64 / 1e9);
     println!("fds_back_to_baseline={}", u8::from(end.fds <= baseline.fds));
     println!(
