@@ -360,9 +360,11 @@ async fn accept_loop<S: Service>(
             Ok((stream, peer)) => {
                 if registry.open() >= connections_max {
                     // Refused by closing at once: the client sees a reset or EOF immediately
-                    // instead of waiting in the backlog.
-                    drop(stream);
+                    // instead of waiting in the backlog. Counted first, so that a client that
+                    // saw its refusal finds it in /metrics (counted after the close, a core
+                    // descheduled in between once left the count one short in CI).
                     service.refused();
+                    drop(stream);
                     continue;
                 }
                 let conn = Conn::new(stream, registry.clone(), peer).accepted_by(index);
